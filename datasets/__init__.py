@@ -1,0 +1,1 @@
+"""Data layer: the catalog, imports, the clean-image loader and leak-free splits."""

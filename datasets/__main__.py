@@ -1,0 +1,5 @@
+import sys
+
+from datasets.cli import main
+
+sys.exit(main())

@@ -1,0 +1,253 @@
+"""The catalog: one SQLite file of authors, titles, genres and images.
+
+Every write is idempotent (a title is keyed by its source and source id, an
+image by its title and SHA-256), so importers and collectors can be killed and
+re-run at will. Image paths are stored relative to the catalog's folder, so a
+catalog and its images move together.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets.images import ImageInfo
+
+SCHEMA_VERSION = 1
+SPLITS = ("train", "val", "test")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS authors(
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS titles(
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    author_id INTEGER REFERENCES authors(id),
+    url TEXT,
+    UNIQUE(source, source_id));
+CREATE TABLE IF NOT EXISTS genres(
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL DEFAULT 'genre',
+    name TEXT NOT NULL,
+    UNIQUE(kind, name));
+CREATE TABLE IF NOT EXISTS title_genres(
+    title_id INTEGER NOT NULL REFERENCES titles(id),
+    genre_id INTEGER NOT NULL REFERENCES genres(id),
+    PRIMARY KEY(title_id, genre_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS images(
+    id INTEGER PRIMARY KEY,
+    title_id INTEGER NOT NULL REFERENCES titles(id),
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    dhash INTEGER NOT NULL,
+    source_url TEXT,
+    collected_at TEXT NOT NULL,
+    position INTEGER,
+    split TEXT CHECK(split IN ('train', 'val', 'test')),
+    status TEXT NOT NULL DEFAULT 'ok' CHECK(status IN ('ok', 'placeholder')),
+    UNIQUE(title_id, sha256));
+CREATE INDEX IF NOT EXISTS images_sha256 ON images(sha256);
+CREATE TABLE IF NOT EXISTS image_genres(
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    genre_id INTEGER NOT NULL REFERENCES genres(id),
+    PRIMARY KEY(image_id, genre_id)) WITHOUT ROWID;
+"""
+
+
+class CatalogError(ValueError):
+    """A catalog that cannot be opened or used; str() is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One catalog image with its labels, as the later stages read it."""
+
+    id: int
+    path: Path
+    title: str
+    author: str | None
+    genres: tuple[str, ...]
+    dhash: int
+    position: int | None
+    split: str | None
+    status: str
+
+
+class Catalog:
+    """A connection to one catalog file; use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike, create: bool = False):
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise CatalogError(f"{self.path}: no such catalog (run `python -m datasets import` first)")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.root = self.path.resolve().parent
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._check_schema(create)
+        except sqlite3.DatabaseError as err:
+            raise CatalogError(f"{self.path}: not a usable catalog ({err})") from None
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # --- writes -----------------------------------------------------------------
+
+    def author_id(self, name: str) -> int:
+        self.db.execute("INSERT OR IGNORE INTO authors(name) VALUES (?)", (name,))
+        return self.db.execute("SELECT id FROM authors WHERE name = ?", (name,)).fetchone()[0]
+
+    def title_id(self, source: str, source_id: str, name: str, author: str | None,
+                 url: str | None = None) -> int:
+        """Id of the title, created on first sight; its author is fixed by the first writer."""
+        author_id = self.author_id(author) if author else None
+        self.db.execute(
+            "INSERT OR IGNORE INTO titles(source, source_id, name, author_id, url) VALUES (?,?,?,?,?)",
+            (source, source_id, name, author_id, url))
+        row = self.db.execute(
+            "SELECT t.id, a.name FROM titles t LEFT JOIN authors a ON a.id = t.author_id "
+            "WHERE t.source = ? AND t.source_id = ?", (source, source_id)).fetchone()
+        if author and row[1] is not None and row[1] != author:
+            raise CatalogError(
+                f"{self.path}: title {name!r} already belongs to author {row[1]!r}, not {author!r}")
+        if author and row[1] is None:
+            self.db.execute("UPDATE titles SET author_id = ? WHERE id = ?", (author_id, row[0]))
+        return row[0]
+
+    def genre_ids(self, names: Iterable[str], kind: str = "genre") -> list[int]:
+        ids = []
+        for name in names:
+            self.db.execute("INSERT OR IGNORE INTO genres(kind, name) VALUES (?, ?)", (kind, name))
+            ids.append(self.db.execute(
+                "SELECT id FROM genres WHERE kind = ? AND name = ?", (kind, name)).fetchone()[0])
+        return ids
+
+    def set_title_genres(self, title_id: int, names: Iterable[str], kind: str = "genre") -> None:
+        self.db.executemany("INSERT OR IGNORE INTO title_genres VALUES (?, ?)",
+                            [(title_id, g) for g in self.genre_ids(names, kind)])
+
+    def has_image(self, source: str, source_id: str, sha256: str) -> bool:
+        """Whether the title (source, source_id) already holds a file with these bytes."""
+        return self.db.execute(
+            "SELECT 1 FROM images i JOIN titles t ON t.id = i.title_id"
+            " WHERE t.source = ? AND t.source_id = ? AND i.sha256 = ?",
+            (source, source_id, sha256)).fetchone() is not None
+
+    def add_image(self, title_id: int, path: str | os.PathLike, info: ImageInfo,
+                  collected_at: str, source_url: str | None = None,
+                  position: int | None = None, genres: Iterable[str] = ()) -> bool:
+        """Record an image; False (and no change) when the title already has these bytes."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO images(title_id, path, sha256, width, height, dhash, "
+            "source_url, collected_at, position) VALUES (?,?,?,?,?,?,?,?,?)",
+            (title_id, self.relative(path), info.sha256, info.width, info.height, info.dhash,
+             source_url, collected_at, position))
+        if cursor.rowcount == 0:
+            return False
+        self.db.executemany("INSERT OR IGNORE INTO image_genres VALUES (?, ?)",
+                            [(cursor.lastrowid, g) for g in self.genre_ids(genres)])
+        return True
+
+    def mark_placeholders(self, min_titles: int) -> int:
+        """Flag files shared by at least `min_titles` titles; returns how many images are flagged."""
+        with self.transaction():
+            self.db.execute("UPDATE images SET status = 'ok' WHERE status = 'placeholder'")
+            self.db.execute(
+                "UPDATE images SET status = 'placeholder', split = NULL WHERE sha256 IN ("
+                " SELECT sha256 FROM images GROUP BY sha256"
+                " HAVING COUNT(DISTINCT title_id) >= ?)", (min_titles,))
+        return self.db.execute(
+            "SELECT COUNT(*) FROM images WHERE status = 'placeholder'").fetchone()[0]
+
+    def set_splits(self, assignment: dict[int, str | None]) -> None:
+        """Replace every image's split: images not in `assignment` get none."""
+        with self.transaction():
+            self.db.execute("UPDATE images SET split = NULL")
+            self.db.executemany("UPDATE images SET split = ? WHERE id = ?",
+                                [(s, i) for i, s in assignment.items() if s is not None])
+
+    # --- reads ------------------------------------------------------------------
+
+    def images(self, split: str | None = None, usable_only: bool = True) -> list[ImageRow]:
+        """Images in catalog order, optionally of one split; placeholders are left out by default."""
+        where, args = [], []
+        if usable_only:
+            where.append("i.status = 'ok'")
+        if split is not None:
+            where.append("i.split = ?")
+            args.append(split)
+        sql = (
+            "SELECT i.id, i.path, t.name, a.name, i.dhash, i.position, i.split, i.status,"
+            " (SELECT group_concat(g.name, '|') FROM ("
+            "   SELECT g.name FROM image_genres ig JOIN genres g ON g.id = ig.genre_id"
+            "   WHERE ig.image_id = i.id UNION"
+            "   SELECT g.name FROM title_genres tg JOIN genres g ON g.id = tg.genre_id"
+            "   WHERE tg.title_id = i.title_id ORDER BY 1) g)"
+            " FROM images i JOIN titles t ON t.id = i.title_id"
+            " LEFT JOIN authors a ON a.id = t.author_id"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY t.source, t.source_id, i.position, i.path, i.id")
+        return [
+            ImageRow(id=r[0], path=self.resolve(r[1]), title=r[2], author=r[3],
+                     genres=tuple(r[8].split("|")) if r[8] else (), dhash=r[4],
+                     position=r[5], split=r[6], status=r[7])
+            for r in self.db.execute(sql, args)
+        ]
+
+    def count(self, table: str) -> int:
+        if table not in ("authors", "titles", "genres", "images"):
+            raise ValueError(f"unknown table {table!r}")
+        return self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    def relative(self, path: str | os.PathLike) -> str:
+        return os.path.relpath(Path(path).resolve(), self.root)
+
+    def resolve(self, stored: str) -> Path:
+        return (self.root / stored).resolve()
+
+    def _check_schema(self, create: bool) -> None:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables:
+            if tables or not create:
+                raise CatalogError(f"{self.path}: not a Stylefinder catalog (no meta table)")
+            # executescript commits any open transaction, so the script carries its own.
+            self.db.executescript(
+                "BEGIN IMMEDIATE;" + _SCHEMA
+                + f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+            return
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            found = row[0] if row else "none"
+            raise CatalogError(
+                f"{self.path}: catalog schema version {found}, this version of Stylefinder "
+                f"reads version {SCHEMA_VERSION}")

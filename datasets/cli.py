@@ -1,0 +1,156 @@
+"""`python -m datasets {import,stats,split,export}`: a thin layer over the data-layer functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from datasets.catalog import SPLITS, Catalog, CatalogError
+from datasets.config import DEFAULT_CATALOG, ImportConfig, SplitConfig
+from datasets.images import ImageError
+from datasets.imports import SourceError, ingest, read_source
+from datasets.splits import LeakageError, list_groupings, split_catalog
+from datasets.stats import compute_stats, export_split, plot_stats
+
+EXIT_BAD_INPUT = 2
+EXIT_LEAKAGE = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m datasets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    imports, splits = ImportConfig(), SplitConfig()
+
+    p = commands.add_parser("import", help="add a folder tree or a CSV manifest to the catalog")
+    p.add_argument("source", help="ROOT folder of <author>/<title>/<image>, or a .csv manifest")
+    _catalog_arg(p)
+    p.add_argument("--image-root", help="folder the manifest's image paths are relative to "
+                   "(default: the manifest's folder)")
+    p.add_argument("--source-name", default=imports.source, help="source recorded for the titles "
+                   "(default: %(default)s)")
+    p.add_argument("--batch-size", type=_positive, default=imports.batch_size,
+                   help="images per transaction (default: %(default)s)")
+    p.add_argument("--max-pixels", type=_positive, default=imports.max_pixels,
+                   help="larger images are rejected as decompression bombs (default: %(default)s)")
+    p.add_argument("--placeholder-min-titles", type=_positive, default=imports.placeholder_min_titles,
+                   help="a file found in this many titles is a placeholder (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = commands.add_parser("stats", help="counts per author, title and genre, and a bar chart")
+    _catalog_arg(p)
+    p.add_argument("--split", choices=SPLITS, help="only this split")
+    p.add_argument("--chart", help="bar chart PNG (default: next to the catalog, *.stats.png)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+
+    p = commands.add_parser("split", help="assign train/val/test without leaking between them")
+    _catalog_arg(p)
+    p.add_argument("--by", choices=list_groupings(), default=splits.by,
+                   help="what stays together (default: %(default)s; 'image' leaks)")
+    p.add_argument("--fractions", type=_fractions, default=splits.fractions,
+                   help="train,val,test shares (default: 0.8,0.1,0.1)")
+    p.add_argument("--seed", type=int, default=splits.seed)
+    p.add_argument("--min-images", type=_positive, default=splits.min_images,
+                   help="titles with fewer usable images are left out (default: %(default)s, "
+                   "the webtoon study's rule for episode thumbnails)")
+    p.add_argument("--label", choices=("author", "title", "genre"), default=splits.label,
+                   help="label to stratify by (default: %(default)s)")
+    p.add_argument("--block-size", type=_positive, default=splits.block_size,
+                   help="images per block for --by episode-block (default: %(default)s)")
+    p.add_argument("--near-dup-distance", type=int, default=splits.near_duplicate_distance,
+                   help="dHash bits within which two images are near-duplicates (default: %(default)s)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail, storing nothing, if near-duplicates cross splits")
+
+    p = commands.add_parser("export", help="write a split as a manifest CSV")
+    _catalog_arg(p)
+    p.add_argument("--split", choices=SPLITS, required=True)
+    p.add_argument("--out", required=True, help="CSV file to write")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    try:
+        return _COMMANDS[args.command](args)
+    except LeakageError as err:
+        print("\n".join(err.report.lines()))
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_LEAKAGE
+    except (SourceError, CatalogError, ImageError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _import(args: argparse.Namespace) -> int:
+    records, skipped = read_source(args.source, args.image_root)
+    config = ImportConfig(max_pixels=args.max_pixels, batch_size=args.batch_size,
+                          placeholder_min_titles=args.placeholder_min_titles, source=args.source_name)
+    with Catalog(args.catalog, create=True) as catalog:
+        report = ingest(catalog, records, config, progress=not args.quiet)
+        totals = (catalog.count("authors"), catalog.count("titles"), catalog.count("images"))
+    report.rejected[:0] = skipped
+    print(report.summary())
+    print("catalog {}: {} authors, {} titles, {} images".format(args.catalog, *totals))
+    if report.rejected:
+        print(f"skipped {len(report.rejected)} entries:")
+        print("\n".join(f"  {line}" for line in report.rejected))
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    with Catalog(args.catalog) as catalog:
+        stats = compute_stats(catalog, args.split)
+    chart = Path(args.chart) if args.chart else Path(args.catalog).with_suffix(".stats.png")
+    plot_stats(stats, chart)
+    if args.json:
+        print(json.dumps({**stats.to_dict(), "chart": str(chart)}, indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(stats.lines()))
+        print(f"\nchart: {chart}")
+    return 0
+
+
+def _split(args: argparse.Namespace) -> int:
+    config = SplitConfig(by=args.by, fractions=args.fractions, seed=args.seed,
+                         min_images=args.min_images, label=args.label, block_size=args.block_size,
+                         near_duplicate_distance=args.near_dup_distance, strict=args.strict)
+    with Catalog(args.catalog) as catalog:
+        report = split_catalog(catalog, config)
+    print("\n".join(report.lines()))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    with Catalog(args.catalog) as catalog:
+        count = export_split(catalog, args.split, args.out)
+    print(f"wrote {count} rows of split {args.split} to {args.out}")
+    return 0
+
+
+_COMMANDS = {"import": _import, "stats": _stats, "split": _split, "export": _export}
+
+
+def _catalog_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--catalog", default=DEFAULT_CATALOG,
+                        help="catalog SQLite file (default: %(default)s)")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers like 0.8,0.1,0.1, got {text!r}") from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three numbers like 0.8,0.1,0.1, got {text!r}")
+    return parts  # type: ignore[return-value]

@@ -1,0 +1,176 @@
+"""The one image loader: every stage reads pictures through `load_image`.
+
+It turns whatever a site or a folder hands us (transparency, palettes, CMYK,
+16-bit, EXIF rotation, animations) into a plain 8-bit RGB picture, and rejects
+what cannot be trusted with an `ImageError` whose message is one line naming
+the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"})
+
+# 40 megapixels is far above any thumbnail or poster and far below what would
+# exhaust memory when decoded (40M px x 4 bytes = 160 MB).
+DEFAULT_MAX_PIXELS = 40_000_000
+
+_TRANSPARENT_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_WHITE = (255, 255, 255)
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; str() is one line naming the file."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the catalog records about a clean image."""
+
+    sha256: str
+    width: int
+    height: int
+    dhash: int
+    is_flat: bool
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode `path` (first frame if animated) into an upright 8-bit RGB image."""
+    _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns between MAX_IMAGE_PIXELS and twice that; our own
+            # limit below is the one that decides, so the warning is noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise ImageError(
+                        path,
+                        f"decompression bomb: {width}x{height} pixels exceeds the "
+                        f"limit of {max_pixels:,}",
+                    )
+                im.seek(0)
+                im.load()
+                upright = ImageOps.exif_transpose(im)
+                return to_rgb(upright)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageError(path, f"decompression bomb: {err}") from None
+    except UnidentifiedImageError:
+        raise ImageError(path, "not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageError(path, f"truncated or corrupt image ({_short(err)})") from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Flatten any Pillow mode to 8-bit RGB; transparency is composited onto white."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        im = _wide_to_l(im)
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    elif im.mode == "P":
+        im = im.convert("RGB")
+    if im.mode in _TRANSPARENT_MODES:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if im.mode != "RGB":
+        return im.convert("RGB")
+    return im.copy() if im.readonly else im
+
+
+def inspect_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  flat_tolerance: int = 2) -> ImageInfo:
+    """Load `path` once and compute everything the catalog stores about it."""
+    digest = file_sha256(path)
+    image = load_image(path, max_pixels)
+    pixels = np.asarray(image)
+    spread = int((pixels.max(axis=(0, 1)).astype(int) - pixels.min(axis=(0, 1))).max())
+    return ImageInfo(
+        sha256=digest,
+        width=image.width,
+        height=image.height,
+        dhash=difference_hash(image),
+        is_flat=spread <= flat_tolerance,
+    )
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of the file's bytes (raises ImageError if unreadable)."""
+    _check_file(path)
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:
+        raise ImageError(path, f"unreadable ({_short(err)})") from None
+    return digest.hexdigest()
+
+
+def difference_hash(image: Image.Image, hash_size: int = 8) -> int:
+    """64-bit dHash as a signed int64 (fits SQLite INTEGER); near-duplicates differ in few bits."""
+    grey = image.convert("L").resize((hash_size + 1, hash_size), Image.Resampling.LANCZOS)
+    cells = np.asarray(grey, dtype=np.int16)
+    bits = (cells[:, 1:] > cells[:, :-1]).flatten()
+    value = 0
+    for bit in bits:
+        value = (value << 1) | int(bit)
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def hamming_within(left: np.ndarray, right: np.ndarray, max_distance: int,
+                   chunk: int = 2048) -> list[tuple[int, int, int]]:
+    """Index pairs (i, j, distance) with popcount(left[i] ^ right[j]) <= max_distance."""
+    a = np.asarray(left, dtype=np.int64).view(np.uint64)
+    b = np.asarray(right, dtype=np.int64).view(np.uint64)
+    pairs: list[tuple[int, int, int]] = []
+    for start in range(0, len(a), chunk):
+        block = a[start:start + chunk, None] ^ b[None, :]
+        distance = np.bitwise_count(block)
+        rows, cols = np.nonzero(distance <= max_distance)
+        pairs.extend((start + int(i), int(j), int(distance[i, j])) for i, j in zip(rows, cols, strict=False))
+    return pairs
+
+
+def is_image_name(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _check_file(path: str | os.PathLike) -> None:
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(path, "no such file")
+    if p.is_dir():
+        raise ImageError(path, "is a directory, expected an image file")
+    if not os.access(p, os.R_OK):
+        raise ImageError(path, "permission denied")
+    if p.stat().st_size == 0:
+        raise ImageError(path, "empty file (0 bytes)")
+
+
+def _wide_to_l(im: Image.Image) -> Image.Image:
+    """16-bit and 32-bit greyscale to 8-bit, keeping the full tonal range."""
+    values = np.asarray(im, dtype=np.float64)
+    top = 65535.0 if values.max(initial=0) > 255 or im.mode.startswith("I;16") else 255.0
+    scaled = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled)
+
+
+def _short(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__

@@ -1,0 +1,1 @@
+"""Keras backbones and heads for author, genre and style-embedding models (not built yet)."""

@@ -1,0 +1,30 @@
+"""Stylefinder: who drew this picture, what is it, and which titles look like it."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGES = ["collectors", "datasets", "models", "training", "inference"]
+
+setup(
+    name="stylefinder",
+    version="0.1.0",
+    description=__doc__,
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # Exactly our own top-level packages: `datasets` and `models` are common
+    # names, so install into a dedicated virtual environment (see README).
+    packages=find_packages(include=[p for name in PACKAGES for p in (name, f"{name}.*")]),
+    install_requires=[
+        "numpy>=2.0",  # np.bitwise_count for near-duplicate search
+        "pillow>=10.1",
+        "matplotlib>=3.8",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "train": ["tensorflow>=2.16", "keras>=3.0", "scikit-learn>=1.3"],
+        "collect": ["selenium>=4.10"],
+        "dev": ["pytest>=8.0", "ruff>=0.5"],
+    },
+)

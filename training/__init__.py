@@ -1,0 +1,1 @@
+"""Training, evaluation against baselines, and model-bundle export (not built yet)."""
