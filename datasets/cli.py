@@ -60,7 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block-size", type=_positive, default=splits.block_size,
                    help="images per block for --by episode-block (default: %(default)s)")
     p.add_argument("--near-dup-distance", type=int, default=splits.near_duplicate_distance,
-                   help="dHash bits within which two images are near-duplicates (default: %(default)s)")
+                   help="dHash bits within which two images are near-duplicate candidates "
+                   "(default: %(default)s)")
+    p.add_argument("--near-dup-tolerance", type=float, default=splits.near_duplicate_pixel_tolerance,
+                   help="candidates whose 16x16 thumbnails differ by at most this mean level (0-255) "
+                   "are near-duplicates (default: %(default)s)")
     p.add_argument("--strict", action="store_true",
                    help="fail, storing nothing, if near-duplicates cross splits")
 
@@ -117,7 +121,8 @@ def _stats(args: argparse.Namespace) -> int:
 def _split(args: argparse.Namespace) -> int:
     config = SplitConfig(by=args.by, fractions=args.fractions, seed=args.seed,
                          min_images=args.min_images, label=args.label, block_size=args.block_size,
-                         near_duplicate_distance=args.near_dup_distance, strict=args.strict)
+                         near_duplicate_distance=args.near_dup_distance,
+                         near_duplicate_pixel_tolerance=args.near_dup_tolerance, strict=args.strict)
     with Catalog(args.catalog) as catalog:
         report = split_catalog(catalog, config)
     print("\n".join(report.lines()))

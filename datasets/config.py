@@ -34,6 +34,8 @@ class SplitConfig:
     block_size: int = 20
     # dHash bits that may differ for two images to count as near-duplicates.
     near_duplicate_distance: int = 4
+    # ...and whose 16x16 thumbnails differ by at most this mean level (0-255).
+    near_duplicate_pixel_tolerance: float = 8.0
     strict: bool = False
 
     def __post_init__(self) -> None:

@@ -148,6 +148,13 @@ def hamming_within(left: np.ndarray, right: np.ndarray, max_distance: int,
     return pairs
 
 
+def thumbnail(path: str | os.PathLike, side: int = 16,
+              max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The image shrunk to side x side RGB, as float32, for cheap pixel comparisons."""
+    small = load_image(path, max_pixels).resize((side, side), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.float32)
+
+
 def is_image_name(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 

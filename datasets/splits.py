@@ -13,12 +13,13 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from datasets.catalog import SPLITS, Catalog, ImageRow
 from datasets.config import SplitConfig
-from datasets.images import hamming_within
+from datasets.images import ImageError, hamming_within, thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class LeakPair:
     splits: tuple[str, str]
     paths: tuple[str, str]
     distance: int
+    pixel_difference: float
 
 
 @dataclass
@@ -96,8 +98,10 @@ class SplitReport:
         if self.unseen_in_train:
             out.append(f"labels with no training image: {', '.join(self.unseen_in_train)}")
         out.append(f"near-duplicate pairs across splits: {len(self.leaks)}")
-        out.extend(f"  {p.splits[0]}/{p.splits[1]} distance {p.distance}: {p.paths[0]} ~ {p.paths[1]}"
-                   for p in self.leaks[:10])
+        out.extend(f"  {p.splits[0]}/{p.splits[1]} (dHash {p.distance} bits, pixels {p.pixel_difference}): "
+                   f"{p.paths[0]} ~ {p.paths[1]}" for p in self.leaks[:10])
+        if len(self.leaks) > 10:
+            out.append(f"  ... and {len(self.leaks) - 10} more")
         return out
 
 
@@ -203,20 +207,48 @@ def _deal(order: Sequence[_Group], targets: _Targets) -> dict[str, str]:
 
 
 def find_leaks(rows: Sequence[ImageRow], assignment: dict[int, str | None],
-               max_distance: int) -> list[LeakPair]:
-    """Near-duplicate pairs (dHash within `max_distance` bits) that sit in different splits."""
+               max_distance: int, pixel_tolerance: float) -> list[LeakPair]:
+    """Near-duplicate pairs in different splits.
+
+    dHash within `max_distance` bits finds candidates cheaply; simple round or
+    square icons share a dHash, so each candidate is confirmed by comparing
+    16x16 thumbnails (mean absolute difference at most `pixel_tolerance`).
+    """
     by_split = {s: [r for r in rows if assignment.get(r.id) == s] for s in SPLITS}
+    thumbs = _ThumbnailCache()
     leaks: list[LeakPair] = []
     for i, first in enumerate(SPLITS):
         for second in SPLITS[i + 1:]:
             a, b = by_split[first], by_split[second]
             if not a or not b:
                 continue
-            pairs = hamming_within(np.array([r.dhash for r in a]), np.array([r.dhash for r in b]),
-                                   max_distance)
-            leaks.extend(LeakPair((first, second), (str(a[x].path), str(b[y].path)), d)
-                         for x, y, d in pairs)
-    return sorted(leaks, key=lambda p: (p.distance, p.splits, p.paths))
+            candidates = hamming_within(np.array([r.dhash for r in a]), np.array([r.dhash for r in b]),
+                                        max_distance)
+            for x, y, bits in candidates:
+                difference = thumbs.difference(a[x].path, b[y].path)
+                if difference <= pixel_tolerance:
+                    leaks.append(LeakPair((first, second), (str(a[x].path), str(b[y].path)), bits,
+                                          round(difference, 2)))
+    return sorted(leaks, key=lambda p: (p.pixel_difference, p.splits, p.paths))
+
+
+class _ThumbnailCache:
+    """16x16 RGB thumbnails, each file read once; unreadable files never match."""
+
+    def __init__(self) -> None:
+        self.cache: dict[Path, np.ndarray | None] = {}
+
+    def difference(self, first: Path, second: Path) -> float:
+        a, b = self.get(first), self.get(second)
+        return float("inf") if a is None or b is None else float(np.abs(a - b).mean())
+
+    def get(self, path: Path) -> np.ndarray | None:
+        if path not in self.cache:
+            try:
+                self.cache[path] = thumbnail(path)
+            except ImageError:
+                self.cache[path] = None
+        return self.cache[path]
 
 
 def split_catalog(catalog: Catalog, config: SplitConfig) -> SplitReport:
@@ -236,7 +268,8 @@ def split_catalog(catalog: Catalog, config: SplitConfig) -> SplitReport:
     train_labels = {row_label(r, config.label) for r in rows if assignment[r.id] == "train"}
     report.unseen_in_train = sorted({row_label(r, config.label) for r in rows
                                      if assignment[r.id] in ("val", "test")} - train_labels)
-    report.leaks = find_leaks(rows, assignment, config.near_duplicate_distance)
+    report.leaks = find_leaks(rows, assignment, config.near_duplicate_distance,
+                              config.near_duplicate_pixel_tolerance)
     if config.strict and report.leaks:
         raise LeakageError(report)
     catalog.set_splits(assignment)

@@ -163,3 +163,25 @@ def test_export_of_an_empty_split_fails(catalog_path, tmp_path, cli):
                  "--out", str(tmp_path / "t.csv"))
     assert result.returncode == 2 and "split 'test' is empty" in result.stderr
     assert not (tmp_path / "t.csv").exists()
+
+
+def test_hash_collisions_are_not_reported_as_leaks(tmp_path):
+    from PIL import ImageDraw
+
+    from datasets.catalog import ImageRow
+    from datasets.images import difference_hash
+    from datasets.splits import find_leaks
+
+    def disc(colour, name):
+        im = Image.new("RGB", (64, 64), "white")
+        ImageDraw.Draw(im).ellipse((8, 8, 56, 56), fill=colour)
+        im.save(tmp_path / name)
+        return ImageRow(len(name), tmp_path / name, name, "a", (), difference_hash(im), 0, None, "ok")
+
+    red, blue = disc((200, 0, 0), "r.png"), disc((0, 0, 200), "bb.png")
+    red_again = disc((201, 0, 0), "ccc.png")
+    assert bin((red.dhash ^ blue.dhash) & (2**64 - 1)).count("1") <= 4  # same shape, close hashes
+    assignment = {red.id: "train", blue.id: "test", red_again.id: "val"}
+    leaks = find_leaks([red, blue, red_again], assignment, max_distance=4, pixel_tolerance=8)
+    assert [(p.splits, p.paths) for p in leaks] == [
+        (("train", "val"), (str(red.path), str(red_again.path)))]
