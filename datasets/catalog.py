@@ -207,22 +207,27 @@ class Catalog:
             where.append("i.split = ?")
             args.append(split)
         sql = (
-            "SELECT i.id, i.path, t.name, a.name, i.dhash, i.position, i.split, i.status,"
-            " (SELECT group_concat(g.name, '|') FROM ("
-            "   SELECT g.name FROM image_genres ig JOIN genres g ON g.id = ig.genre_id"
-            "   WHERE ig.image_id = i.id UNION"
-            "   SELECT g.name FROM title_genres tg JOIN genres g ON g.id = tg.genre_id"
-            "   WHERE tg.title_id = i.title_id ORDER BY 1) g)"
+            "SELECT i.id, i.path, t.name, a.name, i.dhash, i.position, i.split, i.status, i.title_id"
             " FROM images i JOIN titles t ON t.id = i.title_id"
             " LEFT JOIN authors a ON a.id = t.author_id"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY t.source, t.source_id, i.position, i.path, i.id")
+        image_genres = self._genres("SELECT ig.image_id, g.name FROM image_genres ig"
+                                    " JOIN genres g ON g.id = ig.genre_id")
+        title_genres = self._genres("SELECT tg.title_id, g.name FROM title_genres tg"
+                                    " JOIN genres g ON g.id = tg.genre_id")
         return [
             ImageRow(id=r[0], path=self.resolve(r[1]), title=r[2], author=r[3],
-                     genres=tuple(r[8].split("|")) if r[8] else (), dhash=r[4],
-                     position=r[5], split=r[6], status=r[7])
+                     genres=tuple(sorted(image_genres.get(r[0], set()) | title_genres.get(r[8], set()))),
+                     dhash=r[4], position=r[5], split=r[6], status=r[7])
             for r in self.db.execute(sql, args)
         ]
+
+    def _genres(self, sql: str) -> dict[int, set[str]]:
+        found: dict[int, set[str]] = {}
+        for key, name in self.db.execute(sql):
+            found.setdefault(key, set()).add(name)
+        return found
 
     def count(self, table: str) -> int:
         if table not in ("authors", "titles", "genres", "images"):
@@ -233,7 +238,8 @@ class Catalog:
         return os.path.relpath(Path(path).resolve(), self.root)
 
     def resolve(self, stored: str) -> Path:
-        return (self.root / stored).resolve()
+        # normpath, not Path.resolve: no file-system calls per row.
+        return Path(os.path.normpath(os.path.join(self.root, stored)))
 
     def _check_schema(self, create: bool) -> None:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
