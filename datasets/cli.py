@@ -6,10 +6,19 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from datasets.catalog import SPLITS, Catalog, CatalogError
-from datasets.config import DEFAULT_CATALOG, ImportConfig, SplitConfig
+from datasets.config import (
+    DEFAULT_CATALOG,
+    LABEL_KINDS,
+    STRATEGIES,
+    AugmentConfig,
+    BalanceConfig,
+    ImportConfig,
+    SplitConfig,
+)
 from datasets.images import ImageError
 from datasets.imports import SourceError, ingest, read_source
 from datasets.splits import LeakageError, list_groupings, split_catalog
@@ -67,6 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
                    "are near-duplicates (default: %(default)s)")
     p.add_argument("--strict", action="store_true",
                    help="fail, storing nothing, if near-duplicates cross splits")
+
+    balance = BalanceConfig()
+    p = commands.add_parser("augment", help="report, or write out, the balanced augmented stream")
+    _catalog_arg(p)
+    p.add_argument("--split", choices=SPLITS, default="train", help="default: %(default)s")
+    p.add_argument("--label", choices=LABEL_KINDS, default=balance.label, help="default: %(default)s")
+    p.add_argument("--per-label", type=_positive, default=balance.per_label,
+                   help="samples per label per epoch (default: %(default)s)")
+    p.add_argument("--strategy", choices=STRATEGIES, default=balance.strategy,
+                   help="balanced sampling, or each image once with class weights (default: %(default)s)")
+    p.add_argument("--size", type=_size, default=balance.image_size,
+                   help="HEIGHTxWIDTH of the images (default: 64x64)")
+    p.add_argument("--batch-size", type=_positive, default=balance.batch_size)
+    p.add_argument("--seed", type=int, default=balance.seed)
+    p.add_argument("--cache-dir", help="decoded-image cache (default: cache/ next to the catalog)")
+    p.add_argument("--materialize", metavar="DIR", help="write the stream to TFRecord shards in DIR")
+    p.add_argument("--epochs", type=_positive, default=1, help="epochs to write (default: 1)")
+    p.add_argument("--shards", type=_positive, default=8, help="TFRecord files (default: 8)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    _dataclass_flags(p.add_argument_group("augmentation"), AugmentConfig())
 
     p = commands.add_parser("export", help="write a split as a manifest CSV")
     _catalog_arg(p)
@@ -129,6 +158,44 @@ def _split(args: argparse.Namespace) -> int:
     return 0
 
 
+def _augment(args: argparse.Namespace) -> int:
+    balance = BalanceConfig(label=args.label, per_label=args.per_label, strategy=args.strategy,
+                            image_size=args.size, batch_size=args.batch_size, seed=args.seed)
+    augment = AugmentConfig(**{f.name: getattr(args, f.name) for f in fields(AugmentConfig)})
+    with Catalog(args.catalog) as catalog:
+        rows = catalog.images(split=args.split)
+    if not rows:
+        raise ValueError(f"{args.catalog}: split {args.split!r} is empty (run `python -m datasets split`)")
+    cache_dir = Path(args.cache_dir) if args.cache_dir else Path(args.catalog).resolve().parent / "cache"
+    # TensorFlow loads only for the command that needs it.
+    from datasets.tf_runtime import import_tensorflow
+
+    import_tensorflow()
+    from datasets.materialize import materialize
+    from datasets.pipeline import BalancedStream
+    from datasets.sampling import LabelledImages
+
+    stream = BalancedStream(LabelledImages.from_rows(rows, args.label), balance, augment, cache_dir)
+    report = {"label_kind": args.label, "strategy": args.strategy, "labels": len(stream.label_names),
+              "samples_per_epoch": stream.sampler.epoch_size,
+              "skipped_images": list(stream.decoded.problems),
+              "achieved_counts": stream.achieved_counts(0)}
+    if args.strategy == "class_weight":
+        report["class_weights"] = stream.sampler.class_weights()
+    if args.materialize:
+        meta = materialize(stream, args.materialize, args.epochs, args.shards)
+        report["materialized"] = {"folder": args.materialize, "count": meta["count"]}
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{report['labels']} {args.label} labels, {report['samples_per_epoch']} samples per epoch "
+          f"({args.strategy}); achieved per label in epoch 0:")
+    print("\n".join(f"  {name[:40]:40s} {count:12g}" for name, count in report["achieved_counts"].items()))
+    if "materialized" in report:
+        print(f"wrote {report['materialized']['count']} samples to {args.materialize}")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     with Catalog(args.catalog) as catalog:
         count = export_split(catalog, args.split, args.out)
@@ -136,7 +203,8 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"import": _import, "stats": _stats, "split": _split, "export": _export}
+_COMMANDS = {"import": _import, "stats": _stats, "split": _split, "augment": _augment,
+             "export": _export}
 
 
 def _catalog_arg(parser: argparse.ArgumentParser) -> None:
@@ -159,3 +227,19 @@ def _fractions(text: str) -> tuple[float, float, float]:
     if len(parts) != 3:
         raise argparse.ArgumentTypeError(f"expected three numbers like 0.8,0.1,0.1, got {text!r}")
     return parts  # type: ignore[return-value]
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH like 64x64, got {text!r}") from None
+    return height, width
+
+
+def _dataclass_flags(group: argparse._ArgumentGroup, defaults: object) -> None:
+    """One --flag per field of a config dataclass, typed and defaulted from it."""
+    for field in fields(defaults):
+        value = getattr(defaults, field.name)
+        group.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=type(value),
+                           default=value, help="default: %(default)s")

@@ -49,3 +49,61 @@ class SplitConfig:
             raise ValueError("block_size must be at least 1")
         if self.label not in ("author", "title", "genre"):
             raise ValueError(f"label must be author, title or genre, got {self.label!r}")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentations for style, not content; each is off at 0 (or flip 'none')."""
+
+    flip: str = "horizontal"  # none, horizontal or both
+    rotation_degrees: float = 10.0
+    zoom: float = 0.1  # scale drawn from [1 - zoom, 1 + zoom]; above 1 crops in
+    translation: float = 0.1  # shift up to this fraction of the width and height
+    brightness: float = 0.1  # added, on a 0-1 scale
+    contrast: float = 0.1  # factor drawn from [1 - contrast, 1 + contrast]
+    # Colour jitter stays off by default: colour is part of a style.
+    hue: float = 0.0  # hue shift, as a fraction of the colour wheel
+    saturation: float = 0.0  # factor drawn from [1 - saturation, 1 + saturation]
+    # Pixels moved in from outside are white, as transparency is composited onto white.
+    fill_value: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.flip not in ("none", "horizontal", "both"):
+            raise ValueError(f"flip must be none, horizontal or both, got {self.flip!r}")
+        for name in ("rotation_degrees", "zoom", "translation", "brightness", "contrast", "hue",
+                     "saturation"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.zoom >= 1 or self.contrast >= 1 or self.saturation >= 1:
+            raise ValueError("zoom, contrast and saturation must be below 1")
+
+
+LABEL_KINDS = ("author", "title", "genres")
+STRATEGIES = ("balanced", "class_weight")
+
+
+@dataclass(frozen=True)
+class BalanceConfig:
+    """The balanced training stream: which labels, how many per label, at what size."""
+
+    label: str = "author"
+    # The webtoon study augmented every author to at least 10,000 images.
+    per_label: int = 10_000
+    # balanced: every label drawn per_label times an epoch; class_weight: each
+    # image once an epoch, weighted by the inverse of its label's frequency.
+    strategy: str = "balanced"
+    image_size: tuple[int, int] = (64, 64)  # height, width
+    batch_size: int = 64
+    seed: int = 0
+    ram_budget_mb: int = 512
+    decode_threads: int = 0  # 0: one per CPU
+
+    def __post_init__(self) -> None:
+        if self.label not in LABEL_KINDS:
+            raise ValueError(f"label must be one of {', '.join(LABEL_KINDS)}, got {self.label!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.per_label < 1 or self.batch_size < 1:
+            raise ValueError("per_label and batch_size must be at least 1")
+        if min(self.image_size) < 8:
+            raise ValueError(f"image_size must be at least 8x8, got {self.image_size}")

@@ -1,0 +1,92 @@
+"""The balanced, augmented tf.data stream that training reads.
+
+Per batch: the sampler's plan gives image indices and augmentation draws (the
+shuffle is over indices into the file list, never over decoded pixels); a
+parallel map gathers those originals from the decoded-image file and augments
+them as one batch; prefetch keeps batches ready. Nothing augmented is stored,
+so memory stays flat whatever `per_label` is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from datasets.augment import N_PARAMS, make_augmenter
+from datasets.config import AugmentConfig, BalanceConfig
+from datasets.decoded_cache import DecodedImages, decode_all
+from datasets.sampling import BalancedSampler, EpochPlan, LabelledImages
+
+
+class BalancedStream:
+    """Batches of (images float32 [B,H,W,3] in 0-1, targets, sample weights)."""
+
+    def __init__(self, data: LabelledImages, config: BalanceConfig | None = None,
+                 augment: AugmentConfig | None = None, cache_dir: str | os.PathLike = "data/cache",
+                 progress: bool = True):
+        self.config = config or BalanceConfig()
+        self.augment = augment or AugmentConfig()
+        if not data.paths:
+            raise ValueError(f"no images with a {data.kind} label to train on")
+        self.decoded: DecodedImages = decode_all(
+            data.paths, self.config.image_size, Path(cache_dir), self.config.decode_threads,
+            progress=progress)
+        self.sampler = BalancedSampler(data, self.config, self.decoded.usable)
+        self.targets = self.sampler.targets()
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.sampler.label_names
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.sampler.epoch_size // self.config.batch_size)
+
+    def plan(self, epoch: int) -> EpochPlan:
+        return self.sampler.plan(epoch, N_PARAMS)
+
+    def achieved_counts(self, epoch: int = 0) -> dict[str, float]:
+        return self.sampler.achieved_counts(self.plan(epoch))
+
+    def dataset(self, epochs: int = 1, start_epoch: int = 0) -> tf.data.Dataset:
+        """Epochs `start_epoch` to `epochs - 1`, back to back; each replays exactly on resume."""
+        height, width = self.config.image_size
+        target_spec = (tf.TensorSpec([None], tf.int64) if self.targets.ndim == 1
+                       else tf.TensorSpec([None, self.targets.shape[1]], tf.float32))
+        def plan_arrays(epoch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            plan = self.plan(int(epoch))
+            return plan.image_index, plan.params, plan.weight
+
+        def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+            # One Python call per epoch makes the plan; batching it is then all in-graph.
+            index, params, weight = tf.numpy_function(
+                plan_arrays, [epoch], (tf.int64, tf.float32, tf.float32), stateful=False)
+            index = tf.ensure_shape(index, [None])
+            params = tf.ensure_shape(params, [None, N_PARAMS])
+            weight = tf.ensure_shape(weight, [None])
+            return tf.data.Dataset.from_tensor_slices((index, params, weight)).batch(
+                self.config.batch_size)
+
+        plans = tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_batches)
+        targets = tf.constant(self.targets)
+        pixels = self.decoded.pixels
+        augmenter = make_augmenter(self.augment)
+
+        def gather(index: np.ndarray) -> np.ndarray:
+            return np.asarray(pixels[index])
+
+        def load_and_augment(index, params, weight):
+            images = tf.numpy_function(gather, [index], tf.uint8, stateful=False)
+            images = tf.ensure_shape(images, [None, height, width, 3])
+            images = augmenter(images, params)
+            return images, tf.ensure_shape(tf.gather(targets, index), target_spec.shape), weight
+
+        options = tf.data.Options()
+        options.deterministic = True
+        options.autotune.ram_budget = self.config.ram_budget_mb * 2**20
+        return (plans.map(load_and_augment, num_parallel_calls=tf.data.AUTOTUNE)
+                .prefetch(tf.data.AUTOTUNE)
+                .with_options(options))
