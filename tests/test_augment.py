@@ -176,7 +176,7 @@ def test_materialize_writes_shards_that_read_back(tmp_path):
     seen = Counter(int(t) for _, targets, _ in dataset for t in targets.numpy())
     assert seen == {0: 80, 1: 80} and read_meta["label_names"] == ["a", "b"]
     first = next(iter(dataset))[0].numpy()
-    assert first.shape == (16, 16, 16, 3) and 0.0 <= first.min() and first.max() <= 1.0
+    assert first.shape == (16, 16, 16, 3) and first.min() >= 0.0 and first.max() <= 1.0
     with pytest.raises(ValueError, match="already exists"):
         materialize(s, tmp_path / "out", progress=False)
     assert not list(tmp_path.glob("out.tmp-*"))

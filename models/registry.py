@@ -1,0 +1,64 @@
+"""String-keyed registry of backbones: `create_backbone("style_cnn", ...)`.
+
+A backbone maps images (float32, 0-1, [H, W, 3]) to one feature vector per
+image. Builders register themselves with `@register_backbone`; the built-in
+modules are imported on first use, not when `models` is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_BUILTIN_MODULES = ("models.webtoon_cnn", "models.style_cnn", "models.transfer")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    build: Callable[..., object]  # (input_shape, pooling, weights, **options) -> keras.Model
+    default_size: tuple[int, int]  # (height, width)
+    min_size: int  # smallest side the architecture accepts
+    transfer: bool  # pretrained on ImageNet: train the head first, then fine-tune
+    description: str
+
+
+_BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(name: str, default_size: tuple[int, int], min_size: int, transfer: bool = False,
+                      description: str = ""):
+    def add(build):
+        _BACKBONES[name] = BackboneSpec(name, build, default_size, min_size, transfer,
+                                        description or (build.__doc__ or "").strip().splitlines()[0])
+        return build
+    return add
+
+
+def list_backbones() -> list[str]:
+    _load_builtin()
+    return sorted(_BACKBONES)
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    _load_builtin()
+    if name not in _BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(sorted(_BACKBONES))}")
+    return _BACKBONES[name]
+
+
+def create_backbone(name: str, input_shape: tuple[int, int, int] | None = None, pooling: str = "avg",
+                    weights: str | None = None, **options):
+    """Build a registered backbone; `input_shape` defaults to its own (height, width, 3)."""
+    spec = backbone_spec(name)
+    shape = input_shape or (*spec.default_size, 3)
+    if min(shape[:2]) < spec.min_size:
+        raise ValueError(f"image size {shape[0]}x{shape[1]} is too small for {name}: "
+                         f"it needs at least {spec.min_size}x{spec.min_size}")
+    return spec.build(input_shape=shape, pooling=pooling, weights=weights, **options)
+
+
+def _load_builtin() -> None:
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
