@@ -19,11 +19,13 @@ setup(
     install_requires=[
         "numpy>=2.0",  # np.bitwise_count for near-duplicate search
         "pillow>=10.1",
+        "pyyaml>=6.0",
         "matplotlib>=3.8",
         "tqdm>=4.66",
     ],
     extras_require={
-        "train": ["tensorflow>=2.16", "keras>=3.0", "scikit-learn>=1.3"],
+        "train": ["tensorflow>=2.16", "keras>=3.0", "scikit-learn>=1.3", "ai-edge-litert>=1.2",
+                  "tensorboard>=2.16"],
         "collect": ["selenium>=4.10"],
         "dev": ["pytest>=8.0", "ruff>=0.5"],
     },

@@ -26,7 +26,9 @@ class BalancedStream:
 
     def __init__(self, data: LabelledImages, config: BalanceConfig | None = None,
                  augment: AugmentConfig | None = None, cache_dir: str | os.PathLike = "data/cache",
-                 progress: bool = True):
+                 progress: bool = True, extra_targets: dict[str, np.ndarray] | None = None):
+        """`extra_targets` (name -> array indexed like data.paths) makes targets a dict:
+        {data.kind: the balanced label, **extra}, for models with several heads."""
         self.config = config or BalanceConfig()
         self.augment = augment or AugmentConfig()
         if not data.paths:
@@ -36,6 +38,7 @@ class BalancedStream:
             progress=progress)
         self.sampler = BalancedSampler(data, self.config, self.decoded.usable)
         self.targets = self.sampler.targets()
+        self.extra_targets = dict(extra_targets or {})
 
     @property
     def label_names(self) -> list[str]:
@@ -72,6 +75,7 @@ class BalancedStream:
 
         plans = tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_batches)
         targets = tf.constant(self.targets)
+        extra = {name: tf.constant(values) for name, values in self.extra_targets.items()}
         pixels = self.decoded.pixels
         augmenter = make_augmenter(self.augment)
 
@@ -82,7 +86,11 @@ class BalancedStream:
             images = tf.numpy_function(gather, [index], tf.uint8, stateful=False)
             images = tf.ensure_shape(images, [None, height, width, 3])
             images = augmenter(images, params)
-            return images, tf.ensure_shape(tf.gather(targets, index), target_spec.shape), weight
+            target = tf.ensure_shape(tf.gather(targets, index), target_spec.shape)
+            if extra:
+                target = {self.sampler.config.label: target,
+                          **{name: tf.gather(values, index) for name, values in extra.items()}}
+            return images, target, weight
 
         options = tf.data.Options()
         options.deterministic = True

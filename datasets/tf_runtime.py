@@ -2,8 +2,9 @@
 
 TensorFlow writes oneDNN, CPU-feature and "no CUDA driver" notices straight
 to file descriptor 2 before its logging is set up, so TF_CPP_MIN_LOG_LEVEL
-cannot hide them. CLIs call `import_tensorflow()`; library code imports
-TensorFlow plainly and leaves the process's streams alone.
+cannot hide them. CLIs call `import_tensorflow()`; the bundle export wraps
+the TFLite converter, which is as chatty, in `quiet_stderr()`. Other library
+code imports TensorFlow plainly and leaves the process's streams alone.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from types import ModuleType
 # Start-up notices that say nothing about the user's work; anything else is replayed.
 _NOISE = ("absl::InitializeLog", "port.cc", "cpu_feature_guard", "rebuild TensorFlow",
           "To enable the following instructions", "cudart_stub", "cuda_platform", "cuInit",
-          "cuda_executor", "cuda_dnn", "cuda_fft", "cuda_blas", "computation_placer")
+          "cuda_executor", "cuda_dnn", "cuda_fft", "cuda_blas", "computation_placer",
+          # the TFLite converter's
+          "node_def_util", "tf_tfl_flatbuffer_helpers", "XNNPACK delegate", "Assets written to",
+          "contains input name(s)", "saver.py", "builder_impl", "fingerprinting")
 
 
 def import_tensorflow() -> ModuleType:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    with _filtered_stderr():
+    with quiet_stderr():
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # device discovery prints its notices now
@@ -31,7 +35,8 @@ def import_tensorflow() -> ModuleType:
 
 
 @contextmanager
-def _filtered_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
+    """Hold back TensorFlow's known start-up and converter notices; replay everything else."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as captured:

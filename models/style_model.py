@@ -24,7 +24,7 @@ class StyleModel(keras.Model):
                  title_scale: float = 16.0, **kwargs):
         if not (num_authors or num_genres):
             raise ValueError("a model needs an author head, a genre head, or both")
-        inputs = keras.Input(backbone.input_shape[1:], name="image")
+        inputs = keras.Input(backbone.input_shape[1:], name="images")
         features = backbone(inputs)
         dropped = keras.layers.Dropout(dropout, name="head_dropout")(features)
         outputs = {}

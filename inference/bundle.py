@@ -1,0 +1,112 @@
+"""The model bundle: a folder that training writes and inference reads.
+
+    bundle/
+      bundle.json        names, labels, thresholds, image size, priors, titles
+      title_index.npz    unit-length mean embedding of each title's training images
+      thumbs/            3-5 small PNG thumbnails per title
+      model.keras        the trained Keras model
+      model.tflite       the same network for LiteRT (author, genres, embedding)
+      config.yaml        the resolved training config
+      metrics.json       evaluation with baselines
+      MODEL_CARD.md
+
+This module reads and writes the JSON and numpy parts only, so the query path
+never needs TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+BUNDLE_FORMAT = 1
+MANIFEST = "bundle.json"
+INDEX = "title_index.npz"
+KERAS_MODEL = "model.keras"
+TFLITE_MODEL = "model.tflite"
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used; str() is one line naming the folder."""
+
+
+@dataclass(frozen=True)
+class TitleEntry:
+    name: str
+    author: str | None
+    genres: tuple[str, ...]
+    thumbnails: tuple[str, ...]  # relative to the bundle folder
+    images: int  # training images behind the mean embedding
+
+
+@dataclass
+class Bundle:
+    path: Path
+    name: str
+    version: str
+    image_size: tuple[int, int]  # height, width
+    label_kind: str
+    authors: list[str]
+    genres: list[str]
+    genre_thresholds: list[float]
+    author_prior: list[float]  # training share of each author: the trivial baseline
+    titles: list[TitleEntry]
+    title_embeddings: np.ndarray  # float32 [titles, dim], unit rows
+    open_set: dict[str, float] = field(default_factory=dict)
+    format: int = BUNDLE_FORMAT
+
+    @property
+    def tflite_path(self) -> Path:
+        return self.path / TFLITE_MODEL
+
+    @property
+    def keras_path(self) -> Path:
+        return self.path / KERAS_MODEL
+
+    def save(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        meta = asdict(self)
+        meta.pop("path")
+        meta.pop("title_embeddings")
+        _write_atomic(self.path / MANIFEST, json.dumps(meta, indent=2, ensure_ascii=False).encode())
+        tmp = self.path / (INDEX + ".tmp.npz")
+        np.savez(tmp, embeddings=self.title_embeddings.astype(np.float32))
+        os.replace(tmp, self.path / INDEX)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Bundle:
+        path = Path(path)
+        if not path.is_dir():
+            raise BundleError(f"{path}: no such bundle folder")
+        manifest = path / MANIFEST
+        if not manifest.is_file():
+            raise BundleError(f"{path}: not a model bundle (no {MANIFEST})")
+        try:
+            meta = json.loads(manifest.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise BundleError(f"{manifest}: unreadable ({err})") from None
+        if meta.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"{path}: bundle format {meta.get('format')}, this version of Stylefinder "
+                              f"reads format {BUNDLE_FORMAT}")
+        try:
+            with np.load(path / INDEX) as index:
+                embeddings = index["embeddings"].astype(np.float32)
+        except (OSError, KeyError, ValueError) as err:
+            raise BundleError(f"{path / INDEX}: unreadable title index ({err})") from None
+        meta["titles"] = [TitleEntry(t["name"], t["author"], tuple(t["genres"]), tuple(t["thumbnails"]),
+                                     t["images"]) for t in meta["titles"]]
+        meta["image_size"] = tuple(meta["image_size"])
+        if embeddings.shape[0] != len(meta["titles"]):
+            raise BundleError(f"{path}: title index has {embeddings.shape[0]} rows for "
+                              f"{len(meta['titles'])} titles")
+        return cls(path=path, title_embeddings=embeddings, **meta)
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)

@@ -1,0 +1,16 @@
+"""Loading saved models with every Stylefinder layer registered."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+from models.registry import list_backbones
+
+
+def load_model(path: str | os.PathLike, compile: bool = True) -> keras.Model:
+    list_backbones()  # imports the backbone modules and so registers their custom layers
+    import models.style_model  # noqa: F401
+
+    return keras.saving.load_model(path, compile=compile)

@@ -1,0 +1,188 @@
+"""Run configuration: one dataclass per stage, filled from YAML presets and CLI overrides.
+
+Precedence: dataclass defaults < `configs/<preset>.yaml` or `--config FILE` < `--set a.b=v`
+and the explicit flags. Unknown keys fail with one line. The resolved config
+is written to the run folder as `config.yaml`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from datasets.config import AugmentConfig, BalanceConfig
+
+PRESET_DIRS = (Path(__file__).resolve().parents[1] / "configs", Path("configs"))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    catalog: str = "data/catalog.sqlite"
+    # A train manifest (image,title,author,genres) instead of the catalog's splits.
+    manifest: str | None = None
+    val_manifest: str | None = None
+    image_root: str | None = None
+    label: str = "author"  # author or genres
+    train_split: str = "train"
+    val_split: str = "val"
+    cache_dir: str | None = None  # decoded images; default: cache/ beside the run folder
+
+    def __post_init__(self) -> None:
+        if self.label not in ("author", "genres"):
+            raise ValueError(f"data.label must be author or genres, got {self.label!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "style_cnn"
+    image_size: tuple[int, int] | None = None  # height, width; None: the backbone's default
+    pooling: str = "avg"
+    weights: str | None = None  # transfer backbones: None, "imagenet" or a .weights.h5 file
+    backbone_options: dict = field(default_factory=dict)
+    embedding_dim: int = 128
+    dropout: float = 0.5
+    label_smoothing: float = 0.1
+    genre_loss: str = "bce"  # bce or focal
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.25
+    # A cosine softmax over training titles shapes the embedding for title search.
+    title_loss_weight: float = 1.0
+    title_scale: float = 16.0
+
+    def __post_init__(self) -> None:
+        if self.genre_loss not in ("bce", "focal"):
+            raise ValueError(f"model.genre_loss must be bce or focal, got {self.genre_loss!r}")
+        if self.embedding_dim < 8:
+            raise ValueError("model.embedding_dim must be at least 8")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    early_stopping_patience: int = 8
+    lr_patience: int = 3
+    lr_factor: float = 0.5
+    seed: int = 0
+    # Transfer backbones: epochs with the pretrained part frozen, then how many
+    # of its top layers to unfreeze, at what learning rate.
+    freeze_epochs: int = 3
+    fine_tune_layers: int = 30
+    fine_tune_learning_rate: float = 1e-4
+    mixed_precision: str = "auto"  # auto (on with a GPU), off, float16, bfloat16
+    jit_compile: bool = False
+    verbose: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError("train.epochs must be at least 1")
+        if self.mixed_precision not in ("auto", "off", "float16", "bfloat16"):
+            raise ValueError(f"train.mixed_precision must be auto, off, float16 or bfloat16, "
+                             f"got {self.mixed_precision!r}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(_plain(asdict(self)), sort_keys=False)
+
+
+def load_config(preset: str | None = None, config_file: str | None = None,
+                overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Defaults, then a preset or file, then `section.key=value` overrides (values parsed as YAML)."""
+    tree: dict = {}
+    if preset:
+        tree = _merge(tree, _read_yaml(_preset_path(preset)))
+    if config_file:
+        tree = _merge(tree, _read_yaml(Path(config_file)))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not of the form section.key=value")
+        node = tree
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return _build(RunConfig, tree, "")
+
+
+def list_presets() -> list[str]:
+    return sorted({p.stem for d in PRESET_DIRS if d.is_dir() for p in d.glob("*.yaml")})
+
+
+def _preset_path(name: str) -> Path:
+    for folder in PRESET_DIRS:
+        if (folder / f"{name}.yaml").is_file():
+            return folder / f"{name}.yaml"
+    raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(list_presets()) or 'none'}")
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ValueError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "backbone_options":
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _build(cls, tree: dict, prefix: str):
+    if not isinstance(tree, dict):
+        raise ValueError(f"config section {prefix.rstrip('.') or 'top'} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(tree) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config key {prefix}{unknown[0]}; known: {', '.join(sorted(known))}")
+    values = {}
+    for name, value in tree.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, f"{prefix}{name}.")
+        elif isinstance(value, list):
+            values[name] = tuple(value)
+        else:
+            values[name] = value
+    try:
+        return cls(**values)
+    except TypeError as err:
+        raise ValueError(f"config section {prefix.rstrip('.') or 'top'}: {err}") from None
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,102 @@
+"""Training and validation data from the catalog's splits or from manifests, with every head's targets."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from datasets.catalog import Catalog, ImageRow
+from datasets.imports import SourceError, read_manifest
+from datasets.sampling import LabelledImages
+from training.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The label names of each head, fixed by the training rows."""
+
+    authors: tuple[str, ...]
+    genres: tuple[str, ...]
+    titles: tuple[str, ...]
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[ImageRow]) -> Vocabulary:
+        with_author = all(r.author for r in rows)
+        return cls(
+            authors=tuple(sorted({r.author for r in rows})) if with_author else (),
+            genres=tuple(sorted({g for r in rows for g in r.genres})),
+            titles=tuple(sorted({r.title for r in rows})),
+        )
+
+    def targets(self, rows: Sequence[ImageRow]) -> dict[str, np.ndarray]:
+        """Per-row targets: author and title as class indices, genres as multi-hot rows."""
+        out: dict[str, np.ndarray] = {}
+        if self.authors:
+            index = {a: i for i, a in enumerate(self.authors)}
+            out["author"] = np.array([index.get(r.author, -1) for r in rows], np.int64)
+        if self.genres:
+            hot = np.zeros((len(rows), len(self.genres)), np.float32)
+            index = {g: i for i, g in enumerate(self.genres)}
+            for i, row in enumerate(rows):
+                hot[i, [index[g] for g in row.genres if g in index]] = 1.0
+            out["genres"] = hot
+        index = {t: i for i, t in enumerate(self.titles)}
+        out["title"] = np.array([index.get(r.title, -1) for r in rows], np.int64)
+        return out
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    train_rows: tuple[ImageRow, ...]
+    val_rows: tuple[ImageRow, ...]
+    vocabulary: Vocabulary
+    label: str
+
+    def balanced_images(self) -> LabelledImages:
+        return LabelledImages.from_rows(self.train_rows, self.label)
+
+
+def load_training_data(config: DataConfig) -> TrainingData:
+    """Rows of train and val; val rows whose author was never trained on are left out."""
+    if config.manifest:
+        train = rows_from_manifest(config.manifest, config.image_root)
+        val = rows_from_manifest(config.val_manifest, config.image_root) if config.val_manifest else []
+    else:
+        with Catalog(config.catalog) as catalog:
+            train = catalog.images(split=config.train_split)
+            val = catalog.images(split=config.val_split)
+        if not train:
+            raise ValueError(f"{config.catalog}: split {config.train_split!r} is empty "
+                             "(run `python -m datasets split` first)")
+    label = config.label
+    usable = [r for r in train if (r.author if label == "author" else r.genres)]
+    if not usable:
+        source = config.manifest or config.catalog
+        raise ValueError(f"{source}: no training image has a{'n' if label == 'author' else ''} "
+                         f"{label} label")
+    vocabulary = Vocabulary.from_rows(usable)
+    if label == "author" and vocabulary.authors:
+        kept_val = [r for r in val if r.author in set(vocabulary.authors)]
+    else:
+        kept_val = [r for r in val if set(r.genres) & set(vocabulary.genres)]
+    if len(kept_val) < len(val):
+        log.warning("left out %d validation images whose labels are not in training",
+                    len(val) - len(kept_val))
+    return TrainingData(tuple(usable), tuple(kept_val), vocabulary, label)
+
+
+def rows_from_manifest(manifest: str | Path, image_root: str | None = None) -> list[ImageRow]:
+    """A manifest's rows as catalog-like rows (files are checked when they are decoded)."""
+    records, skipped = read_manifest(Path(manifest), image_root)
+    for line in skipped:
+        log.warning("%s", line)
+    if not records:
+        raise SourceError(f"{manifest}: no usable rows")
+    return [ImageRow(id=i, path=r.path, title=r.title, author=r.author, genres=r.genres, dhash=0,
+                     position=r.position, split=None, status="ok") for i, r in enumerate(records)]

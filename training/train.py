@@ -1,0 +1,70 @@
+"""Train a style model, keep the best and last checkpoints, and export a bundle.
+
+    python -m training.train --preset tiny --catalog data/catalog.sqlite --name demo
+    python -m training.train --manifest train.csv --val-manifest val.csv --backbone webtoon_cnn
+    python -m training.train --name demo --resume        # after a crash or kill -9
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import yaml
+
+from training.config import list_presets, load_config
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", help=f"a config under configs/ ({', '.join(list_presets())})")
+    parser.add_argument("--config", help="a YAML config file (applied after --preset)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one setting, e.g. --set train.epochs=5 (repeatable)")
+    parser.add_argument("--name", help="run name: the folder under --out-dir")
+    parser.add_argument("--out-dir", help="folder of runs (default: runs)")
+    parser.add_argument("--catalog", help="catalog whose train/val splits to use")
+    parser.add_argument("--manifest", help="train on this manifest instead of the catalog")
+    parser.add_argument("--val-manifest", help="validation manifest (with --manifest)")
+    parser.add_argument("--image-root", help="folder the manifests' image paths are relative to")
+    parser.add_argument("--label", choices=("author", "genres"), help="what to balance and predict")
+    parser.add_argument("--backbone", help="a registered backbone, e.g. style_cnn, webtoon_cnn")
+    parser.add_argument("--weights", help="transfer backbones: 'imagenet' or a local .weights.h5 file")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--resume", action="store_true", help="continue the run --name after a stop")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+_FLAG_KEYS = {"name": "name", "out_dir": "out_dir", "catalog": "data.catalog", "manifest": "data.manifest",
+              "val_manifest": "data.val_manifest", "image_root": "data.image_root", "label": "data.label",
+              "backbone": "model.backbone", "weights": "model.weights", "epochs": "train.epochs"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    overrides = list(args.set) + [f"{key}={yaml.safe_dump(getattr(args, flag)).strip().removesuffix('...')}"
+                                  .strip() for flag, key in _FLAG_KEYS.items()
+                                  if getattr(args, flag) is not None]
+    try:
+        config = load_config(args.preset, args.config, overrides)
+        if args.resume and (config.run_dir / "config.yaml").is_file() and not (args.preset or args.config):
+            # A resumed run keeps its saved settings; flags given now still win.
+            config = load_config(None, str(config.run_dir / "config.yaml"), overrides)
+        from datasets.tf_runtime import import_tensorflow
+
+        import_tensorflow()
+        from training.trainer import train
+
+        bundle = train(config, resume=args.resume, progress=not args.quiet)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"bundle: {bundle}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
