@@ -15,7 +15,13 @@ from models.caffe_preprocess import CaffePreprocess
 from models.pooling import pool_features
 from models.registry import register_backbone
 
-BASE_LAYER = "base"  # the pretrained part, frozen first and then partly unfrozen
+
+def pretrained_base(backbone: keras.Model) -> keras.Model:
+    """The pretrained part of a transfer backbone: frozen first, then partly unfrozen."""
+    for layer in backbone.layers:
+        if isinstance(layer, keras.Model):
+            return layer
+    raise ValueError(f"{backbone.name} has no pretrained base model")
 
 
 def _check_weights(weights: str | None) -> str | None:
@@ -36,8 +42,7 @@ def _wrap(base, input_shape, pooling: str, name: str, preprocess=None):
                    description="MobileNetV3-Small (keras.applications)")
 def mobilenet_v3_small(input_shape, pooling: str = "avg", weights: str | None = None):
     base = keras.applications.MobileNetV3Small(input_shape=input_shape, include_top=False,
-                                               weights=_check_weights(weights), include_preprocessing=True,
-                                               name=BASE_LAYER)
+                                               weights=_check_weights(weights), include_preprocessing=True)
     return _wrap(base, input_shape, pooling, "mobilenet_v3_small")
 
 
@@ -45,8 +50,7 @@ def mobilenet_v3_small(input_shape, pooling: str = "avg", weights: str | None = 
                    description="EfficientNetV2-B0 (keras.applications)")
 def efficientnetv2_b0(input_shape, pooling: str = "avg", weights: str | None = None):
     base = keras.applications.EfficientNetV2B0(input_shape=input_shape, include_top=False,
-                                               weights=_check_weights(weights), include_preprocessing=True,
-                                               name=BASE_LAYER)
+                                               weights=_check_weights(weights), include_preprocessing=True)
     return _wrap(base, input_shape, pooling, "efficientnetv2_b0")
 
 
@@ -54,5 +58,5 @@ def efficientnetv2_b0(input_shape, pooling: str = "avg", weights: str | None = N
                    description="ResNet50 (keras.applications)")
 def resnet50(input_shape, pooling: str = "avg", weights: str | None = None):
     base = keras.applications.ResNet50(input_shape=input_shape, include_top=False,
-                                       weights=_check_weights(weights), name=BASE_LAYER)
+                                       weights=_check_weights(weights))
     return _wrap(base, input_shape, pooling, "resnet50", CaffePreprocess(name="caffe_preprocess"))

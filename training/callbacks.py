@@ -89,11 +89,19 @@ def plot_curves(history_csv: Path, out: Path) -> Path | None:
     for i, (title, keys) in enumerate(groups.items()):
         ax = fig.add_subplot(1, 2, i + 1)
         for key in keys:
-            ax.plot(epochs, [float(r[key]) for r in rows], label=key, linestyle="--" if key.startswith(
-                "val_") else "-")
+            ax.plot(epochs, [_number(r[key]) for r in rows], label=key,
+                    linestyle="--" if key.startswith("val_") else "-")
         ax.set_title(title)
         ax.set_xlabel("epoch")
         if keys:
             ax.legend(fontsize=7)
     fig.savefig(out, dpi=100)
     return out
+
+
+def _number(text: str) -> float:
+    """CSVLogger writes NA for figures that an epoch did not compute."""
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")

@@ -19,7 +19,7 @@ from datasets.pipeline import BalancedStream
 from models.registry import backbone_spec, create_backbone
 from models.saving import load_model
 from models.style_model import StyleModel
-from models.transfer import BASE_LAYER
+from models.transfer import pretrained_base
 from training.callbacks import EpochLog, ResumeState, plot_curves, read_state
 from training.config import ModelConfig, RunConfig
 from training.data import TrainingData, Vocabulary, load_training_data
@@ -175,7 +175,7 @@ def _phases(config: RunConfig, transfer: bool) -> list[tuple[str, int, int, floa
 def _set_trainable(model: StyleModel, phase: str, config: RunConfig) -> None:
     if phase == "train":
         return
-    base = model.backbone.get_layer(BASE_LAYER)
+    base = pretrained_base(model.backbone)
     if phase == "frozen":
         base.trainable = False
         return

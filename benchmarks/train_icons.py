@@ -1,0 +1,99 @@
+"""Train and evaluate models on the icon-theme dataset's name split; print one JSON document.
+
+usage: python benchmarks/train_icons.py DATA_DIR [--work DIR] [--presets icons_style,icons_webtoon]
+
+DATA_DIR is the output of `../shared/data/icon_themes.py DATA_DIR`. The split is the reference one,
+`../shared/data/split_by_name.py DATA_DIR` (icon names in test are unseen; titles and authors are
+seen). A tenth of the training icon names is held out, by name, as validation. Each preset trains
+with `python -m training.train` and is scored on test.csv with `python -m training.evaluate`;
+the prior (the most frequent training author) comes from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SPLIT_SCRIPT = REPO.parent / "shared" / "data" / "split_by_name.py"
+KEYS = ("author_top1", "prior_author_top1", "author_top3", "author_macro_f1", "title_hit1", "title_hit10",
+        "title_mrr", "prior_title_hit1", "genre_micro_f1", "genre_map")
+
+
+def icon_name(row: dict) -> str:
+    return row["image"].rsplit("__", 1)[1]
+
+
+def prepare(data_dir: Path, work: Path, val_share: float = 0.1, seed: int = 0) -> tuple[Path, Path, Path]:
+    subprocess.run([sys.executable, str(SPLIT_SCRIPT), str(data_dir)], check=True, capture_output=True)
+    with open(data_dir / "train.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    names = sorted({icon_name(r) for r in rows})
+    random.Random(seed).shuffle(names)
+    val_names = set(names[: int(len(names) * val_share)])
+    work.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split in ("fit", "val"):
+        paths[split] = work / f"{split}.csv"
+        with open(paths[split], "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["image", "title", "author", "genres"])
+            writer.writeheader()
+            writer.writerows(r for r in rows if (icon_name(r) in val_names) == (split == "val"))
+    return paths["fit"], paths["val"], data_dir / "test.csv"
+
+
+def run_preset(preset: str, fit: Path, val: Path, test: Path, data_dir: Path, work: Path,
+               extra: list[str]) -> dict:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "training.train", "--preset", preset, "--name", preset,
+               "--out-dir", str(work / "runs"), "--manifest", str(fit), "--val-manifest", str(val),
+               "--image-root", str(data_dir), "--quiet", *extra]
+    start = time.perf_counter()
+    trained = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if trained.returncode:
+        return {"error": trained.stderr.strip().splitlines()[-1:], "train_seconds": round(seconds, 1)}
+    bundle = work / "runs" / preset / "bundle"
+    evaluated = subprocess.run([sys.executable, "-m", "training.evaluate", "--bundle", str(bundle),
+                                "--manifest", str(test), "--json"], cwd=REPO, capture_output=True,
+                               text=True, env=env, check=True)
+    metrics = json.loads(evaluated.stdout)
+    epochs = [line for line in trained.stdout.splitlines() + trained.stderr.splitlines()
+              if line.startswith("epoch ")]
+    return {"train_seconds": round(seconds, 1), "epochs_run": len(epochs),
+            "last_epoch_log": epochs[-1] if epochs else None,
+            **{k: round(metrics[k], 4) for k in KEYS if k in metrics}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--work", type=Path, default=Path("data/bench-train"))
+    parser.add_argument("--presets", default="icons_webtoon,icons_style")
+    parser.add_argument("--set", action="append", default=[], help="passed to every training run")
+    args = parser.parse_args()
+    if not (args.data_dir / "manifest.csv").is_file():
+        sys.exit(f"error: {args.data_dir / 'manifest.csv'}: not found; build it with icon_themes.py")
+    fit, val, test = prepare(args.data_dir, args.work)
+    extra = [item for s in args.set for item in ("--set", s)]
+    results = {p: run_preset(p, fit, val, test, args.data_dir, args.work, extra)
+               for p in args.presets.split(",")}
+    print(json.dumps({
+        "benchmark": "train_icons",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
+        "split": "split_by_name.py (seed 7, 20% of icon names in test); 10% of training names as val",
+        "results": results,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

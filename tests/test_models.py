@@ -1,0 +1,100 @@
+"""Every registered backbone trains a step, reloads identically and exports to LiteRT; focal loss."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+pytest.importorskip("tensorflow")
+
+from inference.litert_model import LiteRTModel  # noqa: E402
+from models.registry import backbone_spec, create_backbone, list_backbones  # noqa: E402
+from models.saving import load_model  # noqa: E402
+from models.style_model import StyleModel  # noqa: E402
+from models.transfer import pretrained_base  # noqa: E402
+
+
+def tiny_size(name: str) -> tuple[int, int]:
+    spec = backbone_spec(name)
+    side = max(spec.min_size, 24)
+    return (side, side)
+
+
+def test_registry_lists_the_required_backbones():
+    assert {"webtoon_cnn", "style_cnn", "mobilenet_v3_small", "efficientnetv2_b0", "resnet50"} <= set(
+        list_backbones())
+    assert backbone_spec("webtoon_cnn").default_size == (21, 35)
+
+
+@pytest.mark.parametrize("name", ["webtoon_cnn", "style_cnn", "mobilenet_v3_small", "efficientnetv2_b0",
+                                  "resnet50"])
+def test_backbone_trains_saves_reloads_and_exports(name, tmp_path):
+    keras.utils.set_random_seed(0)
+    size = tiny_size(name)
+    options = {"filters": (8, 16)} if name == "style_cnn" else {}
+    model = StyleModel(create_backbone(name, input_shape=(*size, 3), **options), num_authors=3,
+                       num_genres=2, num_titles=4, embedding_dim=16)
+    model.compile(optimizer="adam", loss={"author": "sparse_categorical_crossentropy",
+                                          "genres": "binary_crossentropy",
+                                          "title": "sparse_categorical_crossentropy"})
+    rng = np.random.default_rng(0)
+    x = rng.random((4, *size, 3), dtype=np.float32)
+    y = {"author": np.array([0, 1, 2, 0]), "genres": rng.integers(0, 2, (4, 2)).astype("float32"),
+         "title": np.array([0, 1, 2, 3]), "embedding": np.zeros((4, 16), "float32")}
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    loss = model.train_on_batch(x, y)
+    assert np.isfinite(loss if np.isscalar(loss) else loss[0])
+    assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before, model.trainable_weights, strict=True))
+    model.save(tmp_path / "m.keras")
+    reloaded = load_model(tmp_path / "m.keras")
+    expected, got = model.predict(x, verbose=0), reloaded.predict(x, verbose=0)
+    for key in ("author", "genres", "embedding", "title"):
+        np.testing.assert_allclose(got[key], expected[key], atol=1e-6)
+    assert reloaded.get_config()["num_titles"] == 4
+
+    from training.export import SERVING_OUTPUTS
+
+    serving = keras.Model(model.input, {k: model.output[k] for k in SERVING_OUTPUTS})
+    serving.export(str(tmp_path / "m.tflite"), format="litert", verbose=False)
+    lite = LiteRTModel(tmp_path / "m.tflite")(x)
+    cosine = np.sum(lite["embedding"] * expected["embedding"], axis=1)
+    assert cosine.min() >= 0.999
+    np.testing.assert_allclose(lite["author"], expected["author"], atol=1e-4)
+
+
+def test_transfer_backbone_loads_a_local_weights_file(tmp_path):
+    source = create_backbone("mobilenet_v3_small", input_shape=(32, 32, 3))
+    path = tmp_path / "mobilenet_notop.weights.h5"
+    pretrained_base(source).save_weights(path)
+    loaded = create_backbone("mobilenet_v3_small", input_shape=(32, 32, 3), weights=str(path))
+    for a, b in zip(pretrained_base(source).weights, pretrained_base(loaded).weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(ValueError, match="no such weights file"):
+        create_backbone("mobilenet_v3_small", input_shape=(32, 32, 3), weights=str(tmp_path / "none.h5"))
+
+
+@pytest.mark.parametrize("pooling", ["gram", "gram+avg", "avgmax"])
+def test_pooling_options_reload(pooling, tmp_path):
+    model = StyleModel(create_backbone("style_cnn", input_shape=(16, 16, 3), pooling=pooling,
+                                       filters=(8, 16)), num_authors=2)
+    x = np.random.default_rng(1).random((2, 16, 16, 3), dtype=np.float32)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(x, verbose=0)["embedding"],
+                               model.predict(x, verbose=0)["embedding"], atol=1e-6)
+
+
+def test_image_too_small_for_the_depth_fails_clearly():
+    with pytest.raises(ValueError, match="image size 8x8 is too small for style_cnn"):
+        create_backbone("style_cnn", input_shape=(8, 8, 3))
+    with pytest.raises(ValueError, match="unknown backbone 'vgg99'"):
+        create_backbone("vgg99")
+
+
+def test_focal_loss_matches_a_hand_computation():
+    gamma, alpha = 2.0, 0.25
+    truth = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]], np.float32)
+    p = np.array([[0.9, 0.2, 0.3], [0.6, 0.1, 0.8]], np.float32)
+    p_t = np.where(truth == 1, p, 1 - p)
+    alpha_t = np.where(truth == 1, alpha, 1 - alpha)
+    by_hand = np.mean(-alpha_t * (1 - p_t) ** gamma * np.log(p_t), axis=1).mean()
+    loss = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=alpha, gamma=gamma)
+    assert float(loss(truth, p)) == pytest.approx(float(by_hand), rel=1e-5)

@@ -1,0 +1,182 @@
+"""Training end to end on tiny data: the run folder, the bundle, evaluation, resume, bad configs."""
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from inference.bundle import Bundle
+from tests.conftest import REPO
+from tests.imagegen import style_image
+from training.metrics import author_metrics, genre_metrics, ranking_metrics, tune_thresholds
+
+GENRES = ("action", "drama", "comedy")
+
+
+def write_manifests(folder, authors=3, titles=2, per_title=8, size=24):
+    """train.csv, val.csv and test.csv; test holds one unseen title per author."""
+    rows = {"train": [], "val": [], "test": []}
+    for a in range(authors):
+        for t in range(titles + 1):
+            for i in range(per_title):
+                name = f"a{a}t{t}_{i}.png"
+                style_image(a, t * 100 + i, size).save(folder / name)
+                split = "test" if t == titles else ("val" if i % 4 == 0 else "train")
+                rows[split].append({"image": name, "title": f"title{a}-{t}", "author": f"author{a}",
+                                    "genres": GENRES[a] + ("|drama" if t == 0 else "")})
+    paths = {}
+    for split, items in rows.items():
+        paths[split] = folder / f"{split}.csv"
+        with open(paths[split], "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["image", "title", "author", "genres"])
+            writer.writeheader()
+            writer.writerows(items)
+    return paths
+
+
+def train_cli(*args, check=True):
+    result = subprocess.run([sys.executable, "-m", "training.train", *args], cwd=REPO, capture_output=True,
+                            text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    paths = write_manifests(folder)
+    result = train_cli("--preset", "tiny", "--manifest", str(paths["train"]), "--val-manifest",
+                       str(paths["val"]), "--out-dir", str(folder / "runs"), "--name", "t", "--quiet",
+                       "--set", "model.genre_loss=focal")
+    return folder, paths, result
+
+
+def test_run_folder_and_bundle(tiny_run):
+    folder, _, result = tiny_run
+    run = folder / "runs" / "t"
+    for name in ("config.yaml", "best.keras", "last.keras", "history.csv", "curves.png", "state.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").rglob("*")), "no TensorBoard logs"
+    assert "img/s" in result.stderr and "epoch 2/2" in result.stderr
+    assert "genre_loss: focal" in (run / "config.yaml").read_text()
+    bundle = Bundle.load(run / "bundle")
+    assert bundle.authors == ["author0", "author1", "author2"]
+    assert bundle.genres == sorted(GENRES) and len(bundle.genre_thresholds) == 3
+    assert len(bundle.titles) == 6 and bundle.title_embeddings.shape == (6, 16)
+    assert np.allclose(np.linalg.norm(bundle.title_embeddings, axis=1), 1, atol=1e-5)
+    for title in bundle.titles:
+        assert 3 <= len(title.thumbnails) <= 5 and all((bundle.path / t).is_file() for t in title.thumbnails)
+    for name in ("model.keras", "model.tflite", "MODEL_CARD.md", "metrics.json", "config.yaml"):
+        assert (bundle.path / name).is_file(), name
+    assert json.loads((bundle.path / "metrics.json").read_text())["tflite_min_cosine"] >= 0.999
+    assert "prior" in (bundle.path / "MODEL_CARD.md").read_text()
+
+
+def test_evaluate_cli_json(tiny_run):
+    folder, paths, _ = tiny_run
+    bundle = str(folder / "runs" / "t" / "bundle")
+    result = subprocess.run([sys.executable, "-m", "training.evaluate", "--bundle", bundle, "--manifest",
+                             str(paths["test"]), "--json", "--out", str(folder / "eval")], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    for key in ("author_top1", "author_top3", "author_macro_f1", "prior_author_top1", "genre_micro_f1",
+                "genre_map", "author_titles_hit1", "author_titles_hit10", "author_titles_mrr"):
+        assert key in metrics, key
+    assert metrics["title_unseen_images"] == 24 and metrics["prior_author_top1"] == pytest.approx(1 / 3)
+    assert (folder / "eval" / "confusion.png").is_file()
+    text = subprocess.run([sys.executable, "-m", "training.evaluate", "--bundle",
+                           str(folder / "runs" / "t" / "bundle"), "--manifest", str(paths["test"])],
+                          cwd=REPO, capture_output=True, text=True, timeout=300).stdout
+    assert "author_top1" in text and "(prior 0.333)" in text
+
+
+def test_evaluate_rejects_a_missing_bundle(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "training.evaluate", "--bundle", str(tmp_path / "none"),
+                             "--manifest", str(tmp_path / "x.csv")], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'none'}: no such bundle folder"
+
+
+def test_resume_after_kill_continues_at_the_right_epoch(tmp_path):
+    paths = write_manifests(tmp_path, authors=2, titles=1, per_title=8)
+    args = ["--preset", "tiny", "--manifest", str(paths["train"]), "--val-manifest", str(paths["val"]),
+            "--out-dir", str(tmp_path / "runs"), "--name", "r", "--quiet", "--epochs", "6",
+            "--set", "balance.per_label=600", "--set", "train.early_stopping_patience=50"]
+    victim = subprocess.Popen([sys.executable, "-m", "training.train", *args], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_file = tmp_path / "runs" / "r" / "state.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and victim.poll() is None:
+        if state_file.is_file() and json.loads(state_file.read_text())["epochs_done"] >= 2:
+            break
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    done = json.loads(state_file.read_text())["epochs_done"]
+    assert 2 <= done < 6, "the run ended before it could be killed"
+    resumed = train_cli(*args, "--resume")
+    assert f"resuming after epoch {done}" in resumed.stderr
+    assert f"epoch {done + 1}/6" in resumed.stderr and f"epoch {done}/6" not in resumed.stderr
+    assert json.loads(state_file.read_text())["epochs_done"] == 6
+    with open(tmp_path / "runs" / "r" / "history.csv", newline="") as f:
+        assert {int(r["epoch"]) for r in csv.DictReader(f)} == set(range(6))
+
+
+def test_same_seed_same_history(tmp_path):
+    paths = write_manifests(tmp_path, authors=2, titles=1, per_title=6)
+    histories = []
+    for name in ("a", "b"):
+        train_cli("--preset", "tiny", "--manifest", str(paths["train"]), "--out-dir", str(tmp_path / "runs"),
+                  "--name", name, "--quiet")
+        histories.append((tmp_path / "runs" / name / "history.csv").read_text())
+    assert histories[0] == histories[1]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--backbone", "vgg99"], "unknown backbone 'vgg99'"),
+    (["--set", "model.image_size=[8, 8]"], "image size 8x8 is too small for style_cnn"),
+    (["--set", "train.epochz=3"], "unknown config key train.epochz"),
+    (["--catalog", "MISSING"], "MISSING: no such catalog"),
+])
+def test_bad_configs_fail_with_one_line(tmp_path, flags, message):
+    result = train_cli("--preset", "tiny", "--out-dir", str(tmp_path / "runs"), *flags, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_empty_split_fails_with_one_line(tmp_path, cli):
+    folder = tmp_path / "src" / "a" / "t"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        style_image(0, i).save(folder / f"{i}.png")
+    catalog = str(tmp_path / "c.sqlite")
+    cli("datasets", "import", str(tmp_path / "src"), "--catalog", catalog, "--quiet", check_exit=0)
+    result = train_cli("--preset", "tiny", "--catalog", catalog, "--out-dir", str(tmp_path / "runs"),
+                       check=False)
+    assert result.returncode == 2 and "split 'train' is empty" in result.stderr
+
+
+def test_metrics_on_a_case_with_known_answers():
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.5, 0.3]])
+    truth = np.array([0, 2, 1, 0])
+    found = author_metrics(probabilities, truth, prior=np.array([0.5, 0.3, 0.2]))
+    assert found["author_top1"] == 0.5 and found["author_top3"] == 1.0
+    assert found["prior_author_top1"] == 0.5  # always author 0
+    ranks = ranking_metrics(np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.1]]), [[2], [0]], "title")
+    assert ranks == {"title_hit1": 0.0, "title_hit10": 1.0, "title_mrr": pytest.approx((1 / 2 + 1 / 2) / 2)}
+    scores = np.array([[0.9, 0.2], [0.8, 0.7], [0.1, 0.6]])
+    labels = np.array([[1, 0], [1, 1], [0, 1]])
+    thresholds = tune_thresholds(scores, labels)
+    genres = genre_metrics(scores, labels, thresholds, prior=np.array([0.6, 0.4]), names=["x", "y"])
+    assert genres["genre_micro_f1"] == 1.0 and genres["genre_map"] == 1.0
+    assert genres["prior_genre_micro_f1"] < 1.0
