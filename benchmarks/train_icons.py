@@ -1,12 +1,15 @@
 """Train and evaluate models on the icon-theme dataset's name split; print one JSON document.
 
-usage: python benchmarks/train_icons.py DATA_DIR [--work DIR] [--presets icons_style,icons_webtoon]
+usage: python benchmarks/train_icons.py DATA_DIR [--work DIR] [--presets icons_webtoon,icons_style]
+                                     [--by-title icons_style]
 
 DATA_DIR is the output of `../shared/data/icon_themes.py DATA_DIR`. The split is the reference one,
 `../shared/data/split_by_name.py DATA_DIR` (icon names in test are unseen; titles and authors are
 seen). A tenth of the training icon names is held out, by name, as validation. Each preset trains
 with `python -m training.train` and is scored on test.csv with `python -m training.evaluate`;
-the prior (the most frequent training author) comes from the same run.
+the prior (the most frequent training author) comes from the same run. With --by-title, the preset
+is also trained on a split that holds whole titles out, to see whether it names the author of a
+title it has never seen.
 """
 
 from __future__ import annotations
@@ -73,12 +76,41 @@ def run_preset(preset: str, fit: Path, val: Path, test: Path, data_dir: Path, wo
             **{k: round(metrics[k], 4) for k in KEYS if k in metrics}}
 
 
+def run_by_title(preset: str, data_dir: Path, work: Path, extra: list[str]) -> dict:
+    """Whole titles held out (`datasets split --by title`): can the model name the author of a theme
+    it has never seen? Test titles' authors all have other titles in training."""
+    catalog = str(work / "by_title.sqlite")
+    steps = [["import", str(data_dir / "manifest.csv"), "--catalog", catalog, "--quiet"],
+             ["split", "--catalog", catalog, "--by", "title", "--min-images", "40"],
+             ["export", "--catalog", catalog, "--split", "test", "--out", str(work / "by_title_test.csv")]]
+    for step in steps:
+        subprocess.run([sys.executable, "-m", "datasets", *step], cwd=REPO, check=True, capture_output=True)
+    name = f"{preset}_by_title"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "training.train", "--preset", preset, "--name", name, "--out-dir",
+                    str(work / "runs"), "--catalog", catalog, "--quiet", *extra], cwd=REPO, check=True,
+                   capture_output=True)
+    seconds = time.perf_counter() - start
+    evaluated = subprocess.run([sys.executable, "-m", "training.evaluate", "--bundle",
+                                str(work / "runs" / name / "bundle"), "--manifest",
+                                str(work / "by_title_test.csv"), "--json"], cwd=REPO, capture_output=True,
+                               text=True, check=True)
+    metrics = json.loads(evaluated.stdout)
+    with open(work / "by_title_test.csv", newline="") as f:
+        test_titles = sorted({r["title"] for r in csv.DictReader(f)})
+    keys = ("author_top1", "prior_author_top1", "author_top3", "author_macro_f1", "author_titles_hit1",
+            "author_titles_hit10", "author_titles_mrr", "prior_author_titles_hit1")
+    return {"test_titles": test_titles, "train_seconds": round(seconds, 1),
+            **{k: round(metrics[k], 4) for k in keys if k in metrics}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--work", type=Path, default=Path("data/bench-train"))
     parser.add_argument("--presets", default="icons_webtoon,icons_style")
     parser.add_argument("--set", action="append", default=[], help="passed to every training run")
+    parser.add_argument("--by-title", metavar="PRESET", help="also train PRESET on a --by title split")
     args = parser.parse_args()
     if not (args.data_dir / "manifest.csv").is_file():
         sys.exit(f"error: {args.data_dir / 'manifest.csv'}: not found; build it with icon_themes.py")
@@ -86,6 +118,8 @@ def main() -> None:
     extra = [item for s in args.set for item in ("--set", s)]
     results = {p: run_preset(p, fit, val, test, args.data_dir, args.work, extra)
                for p in args.presets.split(",")}
+    if args.by_title:
+        results[f"{args.by_title} (by title)"] = run_by_title(args.by_title, args.data_dir, args.work, extra)
     print(json.dumps({
         "benchmark": "train_icons",
         "date": time.strftime("%Y-%m-%d"),

@@ -58,6 +58,8 @@ def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int,
     cosine = write_tflite(model, tmp / TFLITE_MODEL, size, check_rows)
     metrics = {"validation": evaluate_outputs(bundle, val_outputs, val_rows, tmp) if val_rows else {},
                "tflite_min_cosine": cosine}
+    if "confusion_matrix" in metrics["validation"]:
+        metrics["validation"]["confusion_matrix"] = "confusion.png"  # inside the bundle, not bundle.tmp
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (tmp / "config.yaml").write_text(config.to_yaml())
     (tmp / "MODEL_CARD.md").write_text(model_card(bundle, config, data, metrics))
