@@ -180,3 +180,14 @@ def test_metrics_on_a_case_with_known_answers():
     genres = genre_metrics(scores, labels, thresholds, prior=np.array([0.6, 0.4]), names=["x", "y"])
     assert genres["genre_micro_f1"] == 1.0 and genres["genre_map"] == 1.0
     assert genres["prior_genre_micro_f1"] < 1.0
+
+
+def test_cosine_schedule_is_used(tmp_path):
+    from models.saving import load_model
+
+    paths = write_manifests(tmp_path, authors=2, titles=1, per_title=6)
+    train_cli("--preset", "tiny", "--manifest", str(paths["train"]), "--out-dir", str(tmp_path / "runs"),
+              "--name", "c", "--quiet", "--epochs", "3", "--set", "train.lr_schedule=cosine")
+    optimizer = load_model(tmp_path / "runs" / "c" / "last.keras").optimizer.get_config()
+    assert optimizer["learning_rate"]["class_name"] == "CosineDecay"
+    assert optimizer["learning_rate"]["config"]["decay_steps"] > 0

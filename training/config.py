@@ -66,6 +66,8 @@ class TrainConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     early_stopping_patience: int = 8
+    # plateau: halve the rate when validation stalls; cosine: decay to 2% over each phase.
+    lr_schedule: str = "plateau"
     lr_patience: int = 3
     lr_factor: float = 0.5
     seed: int = 0
@@ -81,6 +83,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ValueError("train.epochs must be at least 1")
+        if self.lr_schedule not in ("plateau", "cosine"):
+            raise ValueError(f"train.lr_schedule must be plateau or cosine, got {self.lr_schedule!r}")
         if self.mixed_precision not in ("auto", "off", "float16", "bfloat16"):
             raise ValueError(f"train.mixed_precision must be auto, off, float16 or bfloat16, "
                              f"got {self.mixed_precision!r}")

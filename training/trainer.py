@@ -37,8 +37,9 @@ def build_model(config: ModelConfig, vocabulary: Vocabulary, size: tuple[int, in
                       title_scale=config.title_scale)
 
 
-def compile_model(model: StyleModel, config: ModelConfig, learning_rate: float, weight_decay: float,
+def compile_model(model: StyleModel, config: ModelConfig, learning_rate, weight_decay: float,
                   jit_compile: bool) -> None:
+    """`learning_rate` is a number or a keras LearningRateSchedule."""
     losses, weights, metrics = {}, {}, {}
     if model.num_authors:
         losses["author"] = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
@@ -108,6 +109,9 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
         if entering:
             with runtime.strategy.scope():
                 _set_trainable(model, phase, config)
+                if config.train.lr_schedule == "cosine":
+                    learning_rate = keras.optimizers.schedules.CosineDecay(
+                        learning_rate, decay_steps=(end - start) * stream.steps_per_epoch, alpha=0.02)
                 compile_model(model, config.model, learning_rate, config.train.weight_decay,
                               config.train.jit_compile)
         train_data = stream.dataset(end, start_epoch=done).map(
@@ -189,14 +193,17 @@ def _set_trainable(model: StyleModel, phase: str, config: RunConfig) -> None:
 def _callbacks(run_dir: Path, phase: str, monitor: str, best: float | None, config: RunConfig,
                images_per_epoch: int, epochs: int, resumed: bool) -> list[keras.callbacks.Callback]:
     train = config.train
-    return [
+    callbacks = [
         keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor=monitor, mode="max",
                                         save_best_only=True, initial_value_threshold=best),
         ResumeState(run_dir, phase, monitor, best),
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=train.early_stopping_patience),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=train.lr_factor,
-                                          patience=train.lr_patience),
         keras.callbacks.CSVLogger(run_dir / "history.csv", append=resumed),
         keras.callbacks.TensorBoard(run_dir / "tensorboard", write_graph=False, profile_batch=0),
         EpochLog(images_per_epoch, epochs),
     ]
+    if train.lr_schedule == "plateau":
+        callbacks.insert(3, keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max",
+                                                              factor=train.lr_factor,
+                                                              patience=train.lr_patience))
+    return callbacks
