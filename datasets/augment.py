@@ -73,32 +73,11 @@ def _flip_wanted(c: AugmentConfig) -> bool:
     return c.flip != "none"
 
 
-def _rotation_wanted(c: AugmentConfig) -> bool:
-    return c.rotation_degrees > 0
-
-
-def _zoom_wanted(c: AugmentConfig) -> bool:
-    return c.zoom > 0
-
-
-def _translation_wanted(c: AugmentConfig) -> bool:
-    return c.translation > 0
-
-
-def _brightness_wanted(c: AugmentConfig) -> bool:
-    return c.brightness > 0
-
-
-def _contrast_wanted(c: AugmentConfig) -> bool:
-    return c.contrast > 0
-
-
-def _hue_wanted(c: AugmentConfig) -> bool:
-    return c.hue > 0
-
-
-def _saturation_wanted(c: AugmentConfig) -> bool:
-    return c.saturation > 0
+def _positive(field: str) -> Callable[[AugmentConfig], bool]:
+    """The augmentation is on when its config field is above zero."""
+    def wanted(c: AugmentConfig) -> bool:
+        return getattr(c, field) > 0
+    return wanted
 
 
 @register("flip", _flip_wanted, kind="geometric")
@@ -112,14 +91,14 @@ def flip(params: tf.Tensor, config: AugmentConfig, height: int, width: int) -> t
     return _centred(_matrices([[sx, zero, zero], [zero, sy, zero], [zero, zero, one]]), height, width)
 
 
-@register("rotate", _rotation_wanted, kind="geometric")
+@register("rotate", _positive("rotation_degrees"), kind="geometric")
 def rotate(params: tf.Tensor, config: AugmentConfig, height: int, width: int) -> tf.Tensor:
     angle = _draw(params, "rotate", math.radians(config.rotation_degrees))
     cos, sin, zero, one = tf.cos(angle), tf.sin(angle), tf.zeros_like(angle), tf.ones_like(angle)
     return _centred(_matrices([[cos, -sin, zero], [sin, cos, zero], [zero, zero, one]]), height, width)
 
 
-@register("zoom", _zoom_wanted, kind="geometric")
+@register("zoom", _positive("zoom"), kind="geometric")
 def zoom(params: tf.Tensor, config: AugmentConfig, height: int, width: int) -> tf.Tensor:
     # Output pixels sample the input at 1/scale: a scale above 1 crops in.
     inverse = 1.0 / (1.0 + _draw(params, "zoom", config.zoom))
@@ -128,7 +107,7 @@ def zoom(params: tf.Tensor, config: AugmentConfig, height: int, width: int) -> t
                     height, width)
 
 
-@register("translate", _translation_wanted, kind="geometric")
+@register("translate", _positive("translation"), kind="geometric")
 def translate(params: tf.Tensor, config: AugmentConfig, height: int, width: int) -> tf.Tensor:
     dx = _draw(params, "shift_x", config.translation) * width
     dy = _draw(params, "shift_y", config.translation) * height
@@ -136,25 +115,25 @@ def translate(params: tf.Tensor, config: AugmentConfig, height: int, width: int)
     return _matrices([[one, zero, -dx], [zero, one, -dy], [zero, zero, one]])
 
 
-@register("contrast", _contrast_wanted, kind="linear")
+@register("contrast", _positive("contrast"), kind="linear")
 def contrast(params: tf.Tensor, config: AugmentConfig, mean: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     factor = 1.0 + _draw(params, "contrast", config.contrast)
     return factor, mean * (1.0 - factor)
 
 
-@register("brightness", _brightness_wanted, kind="linear")
+@register("brightness", _positive("brightness"), kind="linear")
 def brightness(params: tf.Tensor, config: AugmentConfig, mean: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.ones_like(mean), _draw(params, "brightness", config.brightness)
 
 
-@register("hue", _hue_wanted)
+@register("hue", _positive("hue"))
 def hue(images: tf.Tensor, params: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
     hsv = tf.image.rgb_to_hsv(tf.clip_by_value(images, 0.0, 1.0))
     shifted = tf.math.floormod(hsv[..., 0] + _draw(params, "hue", config.hue)[:, None, None], 1.0)
     return tf.image.hsv_to_rgb(tf.stack([shifted, hsv[..., 1], hsv[..., 2]], axis=-1))
 
 
-@register("saturation", _saturation_wanted)
+@register("saturation", _positive("saturation"))
 def saturation(images: tf.Tensor, params: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
     hsv = tf.image.rgb_to_hsv(tf.clip_by_value(images, 0.0, 1.0))
     factor = 1.0 + _draw(params, "saturation", config.saturation)[:, None, None]

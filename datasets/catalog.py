@@ -186,6 +186,9 @@ class Catalog:
                 "UPDATE images SET status = 'placeholder', split = NULL WHERE sha256 IN ("
                 " SELECT sha256 FROM images GROUP BY sha256"
                 " HAVING COUNT(DISTINCT title_id) >= ?)", (min_titles,))
+        return self.count_placeholders()
+
+    def count_placeholders(self) -> int:
         return self.db.execute(
             "SELECT COUNT(*) FROM images WHERE status = 'placeholder'").fetchone()[0]
 

@@ -46,7 +46,7 @@ class CatalogStats:
 def compute_stats(catalog: Catalog, split: str | None = None) -> CatalogStats:
     rows = catalog.images(split=split)
     stats = CatalogStats(images=len(rows))
-    stats.placeholders = sum(r.status == "placeholder" for r in catalog.images(usable_only=False))
+    stats.placeholders = catalog.count_placeholders()
     stats.authors = _ranked(Counter(r.author or _NO_AUTHOR for r in rows))
     stats.titles = _ranked(Counter(r.title for r in rows))
     stats.genres = _ranked(Counter(g for r in rows for g in r.genres))

@@ -53,10 +53,14 @@ def create_backbone(name: str, input_shape: tuple[int, int, int] | None = None, 
     """Build a registered backbone; `input_shape` defaults to its own (height, width, 3)."""
     spec = backbone_spec(name)
     shape = input_shape or (*spec.default_size, 3)
-    if min(shape[:2]) < spec.min_size:
-        raise ValueError(f"image size {shape[0]}x{shape[1]} is too small for {name}: "
-                         f"it needs at least {spec.min_size}x{spec.min_size}")
+    check_size(spec, shape[:2])
     return spec.build(input_shape=shape, pooling=pooling, weights=weights, **options)
+
+
+def check_size(spec: BackboneSpec, size: tuple[int, int]) -> None:
+    if min(size) < spec.min_size:
+        raise ValueError(f"image size {size[0]}x{size[1]} is too small for {spec.name}: "
+                         f"it needs at least {spec.min_size}x{spec.min_size}")
 
 
 def _load_builtin() -> None:

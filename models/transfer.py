@@ -32,6 +32,10 @@ def _check_weights(weights: str | None) -> str | None:
     return str(weights)
 
 
+def _pretrained(constructor, input_shape, weights: str | None, **options) -> keras.Model:
+    return constructor(input_shape=input_shape, include_top=False, weights=_check_weights(weights), **options)
+
+
 def _wrap(base, input_shape, pooling: str, name: str, preprocess=None):
     inputs = keras.Input(input_shape, name="image")
     x = preprocess(inputs) if preprocess is not None else keras.layers.Rescaling(255.0, name="to_255")(inputs)
@@ -41,22 +45,19 @@ def _wrap(base, input_shape, pooling: str, name: str, preprocess=None):
 @register_backbone("mobilenet_v3_small", default_size=(96, 96), min_size=32, transfer=True,
                    description="MobileNetV3-Small (keras.applications)")
 def mobilenet_v3_small(input_shape, pooling: str = "avg", weights: str | None = None):
-    base = keras.applications.MobileNetV3Small(input_shape=input_shape, include_top=False,
-                                               weights=_check_weights(weights), include_preprocessing=True)
+    base = _pretrained(keras.applications.MobileNetV3Small, input_shape, weights, include_preprocessing=True)
     return _wrap(base, input_shape, pooling, "mobilenet_v3_small")
 
 
 @register_backbone("efficientnetv2_b0", default_size=(96, 96), min_size=32, transfer=True,
                    description="EfficientNetV2-B0 (keras.applications)")
 def efficientnetv2_b0(input_shape, pooling: str = "avg", weights: str | None = None):
-    base = keras.applications.EfficientNetV2B0(input_shape=input_shape, include_top=False,
-                                               weights=_check_weights(weights), include_preprocessing=True)
+    base = _pretrained(keras.applications.EfficientNetV2B0, input_shape, weights, include_preprocessing=True)
     return _wrap(base, input_shape, pooling, "efficientnetv2_b0")
 
 
 @register_backbone("resnet50", default_size=(96, 96), min_size=32, transfer=True,
                    description="ResNet50 (keras.applications)")
 def resnet50(input_shape, pooling: str = "avg", weights: str | None = None):
-    base = keras.applications.ResNet50(input_shape=input_shape, include_top=False,
-                                       weights=_check_weights(weights))
+    base = _pretrained(keras.applications.ResNet50, input_shape, weights)
     return _wrap(base, input_shape, pooling, "resnet50", CaffePreprocess(name="caffe_preprocess"))

@@ -8,10 +8,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
-
-import yaml
 
 from training.config import list_presets, load_config
 
@@ -45,9 +44,9 @@ _FLAG_KEYS = {"name": "name", "out_dir": "out_dir", "catalog": "data.catalog", "
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    overrides = list(args.set) + [f"{key}={yaml.safe_dump(getattr(args, flag)).strip().removesuffix('...')}"
-                                  .strip() for flag, key in _FLAG_KEYS.items()
-                                  if getattr(args, flag) is not None]
+    # JSON is valid YAML, and quotes paths and names that YAML would otherwise reinterpret.
+    overrides = list(args.set) + [f"{key}={json.dumps(getattr(args, flag))}"
+                                  for flag, key in _FLAG_KEYS.items() if getattr(args, flag) is not None]
     try:
         config = load_config(args.preset, args.config, overrides)
         if args.resume and (config.run_dir / "config.yaml").is_file() and not (args.preset or args.config):

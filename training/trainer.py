@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from datasets.decoded_cache import decode_all
 from datasets.pipeline import BalancedStream
-from models.registry import backbone_spec, create_backbone
+from models.registry import backbone_spec, check_size, create_backbone
 from models.saving import load_model
 from models.style_model import StyleModel
 from models.transfer import pretrained_base
@@ -74,9 +74,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
         raise ValueError(f"{run_dir}: a run of this name exists; pass --resume or choose another --name")
     spec = backbone_spec(config.model.backbone)
     size = tuple(config.model.image_size or spec.default_size)
-    if min(size) < spec.min_size:
-        raise ValueError(f"image size {size[0]}x{size[1]} is too small for {spec.name}: "
-                         f"it needs at least {spec.min_size}x{spec.min_size}")
+    check_size(spec, size)  # before any data is read
     data = load_training_data(config.data)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
@@ -120,9 +118,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
                                resumed=done > 0)
         model.fit(train_data, epochs=end, initial_epoch=done, steps_per_epoch=stream.steps_per_epoch,
                   validation_data=val, callbacks=callbacks, verbose=0, shuffle=False)
-        done = read_state(run_dir)["epochs_done"]
-        best = read_state(run_dir)["best"]
         state = read_state(run_dir)
+        done, best = state["epochs_done"], state["best"]
         if done < end:  # early stopping ends the run, not just the phase
             break
     plot_curves(run_dir / "history.csv", run_dir / "curves.png")
