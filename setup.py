@@ -23,10 +23,16 @@ setup(
         "matplotlib>=3.8",
         "tqdm>=4.66",
     ],
+    # The demo bundle ships inside the package, so a fresh install answers at once.
+    package_data={"inference": ["demo_bundle/*.*", "demo_bundle/thumbs/*.png"]},
     extras_require={
+        # ai-edge-litert alone runs the query path; TensorFlow is only needed to train.
+        "infer": ["ai-edge-litert>=1.2"],
         "train": ["tensorflow>=2.16", "keras>=3.0", "scikit-learn>=1.3", "ai-edge-litert>=1.2",
                   "tensorboard>=2.16"],
         "collect": ["selenium>=4.10"],
-        "dev": ["pytest>=8.0", "ruff>=0.5"],
+        "serve": ["flask>=3.0", "waitress>=3.0"],
+        "ann": ["usearch>=2.9"],
+        "dev": ["pytest>=8.0", "ruff>=0.5", "selenium>=4.10", "flask>=3.0", "waitress>=3.0", "usearch>=2.9"],
     },
 )

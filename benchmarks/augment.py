@@ -90,15 +90,14 @@ def run_ours(data_dir: Path, size: tuple[int, int], per_label: int, batch_size: 
 def run_naive(data_dir: Path, size: tuple[int, int], per_label: int) -> dict:
     from PIL import Image, ImageEnhance
 
-    from datasets.decoded_cache import resize_for_training
-    from datasets.images import DEFAULT_MAX_PIXELS
+    from datasets.images import DEFAULT_MAX_PIXELS, load_resized
 
     paths, titles = read_titles(data_dir)
     names = sorted(set(titles))
     label = np.array([names.index(t) for t in titles])
     baseline = rss_mb()
     start = time.perf_counter()
-    originals = np.stack([resize_for_training(p, size, DEFAULT_MAX_PIXELS) for p in paths])
+    originals = np.stack([load_resized(p, size, DEFAULT_MAX_PIXELS) for p in paths])
     rng = np.random.default_rng(0)
     slots = rng.permutation(np.repeat(np.arange(len(names)), per_label))
     members = [np.flatnonzero(label == i) for i in range(len(names))]

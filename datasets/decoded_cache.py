@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from datasets.images import DEFAULT_MAX_PIXELS, ImageError, load_image
+from datasets.images import DEFAULT_MAX_PIXELS, ImageError, load_resized
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +56,6 @@ def decode_all(paths: Sequence[Path], size: tuple[int, int], cache_dir: str | os
                          problems, array_path)
 
 
-def resize_for_training(path: Path, size: tuple[int, int], max_pixels: int) -> np.ndarray:
-    height, width = size
-    image = load_image(path, max_pixels)
-    return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS), dtype=np.uint8)
-
-
 def _build(paths: Sequence[Path], size: tuple[int, int], array_path: Path, meta_path: Path,
            threads: int, max_pixels: int, progress: bool) -> None:
     array_path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +66,7 @@ def _build(paths: Sequence[Path], size: tuple[int, int], array_path: Path, meta_
 
     def decode(i: int) -> tuple[int, np.ndarray | None, str | None]:
         try:
-            return i, resize_for_training(paths[i], size, max_pixels), None
+            return i, load_resized(paths[i], size, max_pixels), None
         except ImageError as err:
             return i, None, str(err)
 

@@ -9,6 +9,7 @@ the file and the problem.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import warnings
 from dataclasses import dataclass
@@ -50,12 +51,31 @@ class ImageInfo:
 def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode `path` (first frame if animated) into an upright 8-bit RGB image."""
     _check_file(path)
+    return _decode(path, path, max_pixels)
+
+
+def load_image_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """`load_image` for an upload held in memory; `name` stands for the file in errors."""
+    if not data:
+        raise ImageError(name, "empty file (0 bytes)")
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def load_resized(source: str | os.PathLike | Image.Image, size: tuple[int, int],
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """uint8 [height, width, 3]: the exact resize training and inference both feed the model."""
+    image = to_rgb(source) if isinstance(source, Image.Image) else load_image(source, max_pixels)
+    height, width = size
+    return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS), dtype=np.uint8)
+
+
+def _decode(source, path: str | os.PathLike, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # Pillow warns between MAX_IMAGE_PIXELS and twice that; our own
             # limit below is the one that decides, so the warning is noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 width, height = im.size
                 if width * height > max_pixels:
                     raise ImageError(

@@ -13,50 +13,9 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from inference.bundle import Bundle
-from tests.conftest import REPO
+from tests.conftest import GENRES, REPO, train_cli, write_manifests
 from tests.imagegen import style_image
 from training.metrics import author_metrics, genre_metrics, ranking_metrics, tune_thresholds
-
-GENRES = ("action", "drama", "comedy")
-
-
-def write_manifests(folder, authors=3, titles=2, per_title=8, size=24):
-    """train.csv, val.csv and test.csv; test holds one unseen title per author."""
-    rows = {"train": [], "val": [], "test": []}
-    for a in range(authors):
-        for t in range(titles + 1):
-            for i in range(per_title):
-                name = f"a{a}t{t}_{i}.png"
-                style_image(a, t * 100 + i, size).save(folder / name)
-                split = "test" if t == titles else ("val" if i % 4 == 0 else "train")
-                rows[split].append({"image": name, "title": f"title{a}-{t}", "author": f"author{a}",
-                                    "genres": GENRES[a] + ("|drama" if t == 0 else "")})
-    paths = {}
-    for split, items in rows.items():
-        paths[split] = folder / f"{split}.csv"
-        with open(paths[split], "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["image", "title", "author", "genres"])
-            writer.writeheader()
-            writer.writerows(items)
-    return paths
-
-
-def train_cli(*args, check=True):
-    result = subprocess.run([sys.executable, "-m", "training.train", *args], cwd=REPO, capture_output=True,
-                            text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    paths = write_manifests(folder)
-    result = train_cli("--preset", "tiny", "--manifest", str(paths["train"]), "--val-manifest",
-                       str(paths["val"]), "--out-dir", str(folder / "runs"), "--name", "t", "--quiet",
-                       "--set", "model.genre_loss=focal")
-    return folder, paths, result
 
 
 def test_run_folder_and_bundle(tiny_run):

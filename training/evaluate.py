@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets.catalog import ImageRow
-from datasets.decoded_cache import resize_for_training
-from datasets.images import DEFAULT_MAX_PIXELS, ImageError
+from datasets.images import DEFAULT_MAX_PIXELS, ImageError, load_resized
 from inference.bundle import Bundle, BundleError
 from training.metrics import author_metrics, genre_metrics, plot_confusion, ranking_metrics
 
@@ -28,7 +27,7 @@ def load_rows(rows: Sequence[ImageRow], size: tuple[int, int]) -> tuple[np.ndarr
     """Images (float32 0-1) of the rows that decode, their row indices, and the problems."""
     def load(row: ImageRow):
         try:
-            return resize_for_training(row.path, size, DEFAULT_MAX_PIXELS), None
+            return load_resized(row.path, size, DEFAULT_MAX_PIXELS), None
         except ImageError as err:
             return None, str(err)
 

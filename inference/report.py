@@ -1,0 +1,174 @@
+"""Top-k similarity reports: one self-contained HTML page and a PNG contact sheet per query.
+
+    python -m inference.report IMAGES_OR_DIR [...] --out DIR [--bundle DIR] [--top-k 10]
+                               [--mode embedding|author]
+
+    DIR/index.html      the page; every picture it shows is copied beside it
+    DIR/queries/        the query images (PNG, at most 256 px)
+    DIR/thumbs/         the bundle thumbnails of the titles shown
+    DIR/sheets/         one contact sheet per query, for slides
+
+The report is written into a temporary folder and moved into place at the end,
+so an interrupted run never leaves a half-written report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+
+from tqdm import tqdm
+
+from datasets.images import ImageError, is_image_name, load_image
+from inference.bundle import BundleError
+from inference.contact_sheet import draw_contact_sheet
+from inference.query import DEMO_BUNDLE, MODES, SimilarityResult, StyleFinder
+
+QUERY_SIDE = 256
+EXIT_BAD_INPUT = 2
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;background:#fafafa}
+h1{font-size:1.4em} .query{background:#fff;border:1px solid #ddd;border-radius:6px;padding:1em;margin:1em 0}
+.head{display:flex;gap:1.5em;align-items:flex-start}
+.head img{width:128px;height:128px;object-fit:contain;image-rendering:pixelated}
+.bars{flex:1;max-width:480px} .bar{display:flex;align-items:center;gap:.5em;margin:.2em 0;font-size:.9em}
+.bar .name{width:9em;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.bar .track{flex:1;background:#eee;height:.9em;position:relative}
+.bar .fill{background:#4c72b0;height:100%} .bar .prior{position:absolute;top:-2px;bottom:-2px;width:2px;
+background:#dd8452} .genres span{background:#e7eef7;border-radius:3px;padding:0 .4em;margin-right:.3em}
+.unknown{color:#a33;font-weight:bold} .titles{display:flex;flex-wrap:wrap;gap:.8em;margin-top:1em}
+.title{width:120px;text-align:center;font-size:.8em} .title img{width:96px;height:96px;object-fit:contain;
+background:#fff;border:1px solid #ddd} .score{color:#666} .errors{color:#a33}
+"""
+
+
+def collect_images(sources: Sequence[str]) -> list[Path]:
+    """Files as given; folders walked for image files, in sorted order."""
+    images: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            images.extend(sorted(p for p in source.rglob("*") if p.is_file() and is_image_name(p)))
+        else:
+            images.append(source)
+    return images
+
+
+def write_report(finder: StyleFinder, images: Sequence[Path], out: Path, k: int = 10,
+                 mode: str = "embedding", progress: bool = True) -> tuple[Path, list[str]]:
+    """Write the report folder; returns index.html and one line per image that could not be read."""
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for sub in ("queries", "thumbs", "sheets"):
+        (tmp / sub).mkdir(parents=True)
+    sections, errors, copied = [], [], {}
+    try:
+        for n, path in enumerate(tqdm(images, desc="report", unit="img", disable=not progress)):
+            try:
+                picture = load_image(path, finder.max_pixels)
+            except ImageError as err:
+                errors.append(str(err))
+                continue
+            result = finder.query([picture], k, mode, names=[str(path)])[0]
+            query_name = f"queries/{n:05d}.png"
+            small = picture.copy()
+            small.thumbnail((QUERY_SIDE, QUERY_SIDE))
+            small.save(tmp / query_name)
+            thumbs = [_copy_thumbnail(title.thumbnail, tmp, copied) for title in result.titles]
+            sheet = draw_contact_sheet(result, small, tmp / "sheets" / f"{n:05d}.png")
+            sections.append(_section(result, query_name, thumbs, sheet.relative_to(tmp).as_posix()))
+        title = f"Stylefinder: top-{k} similar titles ({finder.bundle.name})"
+        (tmp / "index.html").write_text(_page(title, finder, sections, errors), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out / "index.html", errors
+
+
+def _copy_thumbnail(source: str | None, folder: Path, copied: dict[str, str]) -> str | None:
+    if not source:
+        return None
+    if source not in copied:
+        name = f"thumbs/{len(copied):05d}{Path(source).suffix}"
+        shutil.copyfile(source, folder / name)
+        copied[source] = name
+    return copied[source]
+
+
+def _section(result: SimilarityResult, query: str, thumbs: list[str | None], sheet: str) -> str:
+    bars = "".join(
+        f'<div class="bar"><span class="name">{escape(a.name)}</span><span class="track">'
+        f'<span class="fill" style="display:block;width:{100 * a.probability:.1f}%"></span>'
+        f'<span class="prior" style="left:{100 * a.prior:.1f}%" title="prior {a.prior:.3f}"></span>'
+        f'</span><span>{a.probability:.3f}</span></div>' for a in result.authors)
+    genres = "".join(f"<span>{escape(g.name)} {g.probability:.2f}</span>" for g in result.genres)
+    unknown = '<p class="unknown">unknown author: below the calibrated thresholds</p>' \
+        if result.unknown_author else ""
+    titles = "".join(
+        f'<figure class="title">{_img(thumb)}<figcaption>{t.rank}. <b>{escape(t.title)}</b><br>'
+        f'{escape(t.author or "?")}<br><span class="score">{t.score:.3f}</span></figcaption></figure>'
+        for t, thumb in zip(result.titles, thumbs, strict=True))
+    return (f'<section class="query"><h2>{escape(result.image)}</h2><div class="head">'
+            f'<img src="{query}" alt="query"><div class="bars"><b>Authors</b> (orange: prior){bars}'
+            f'<p class="genres">{genres or ""}</p>{unknown}</div></div>'
+            f'<div class="titles">{titles}</div><p><a href="{sheet}">contact sheet (PNG)</a></p></section>')
+
+
+def _img(source: str | None) -> str:
+    return f'<img src="{escape(source)}" alt="">' if source else ""
+
+
+def _page(title: str, finder: StyleFinder, sections: list[str], errors: list[str]) -> str:
+    error_list = "".join(f"<li>{escape(e)}</li>" for e in errors)
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"
+            f"<p>Bundle <code>{escape(str(finder.bundle.path))}</code>, {len(finder.bundle.titles)} titles, "
+            f"model run with {finder.backend}.</p>{''.join(sections)}"
+            + (f'<h2>Unreadable images</h2><ul class="errors">{error_list}</ul>' if errors else "")
+            + "</body></html>\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m inference.report", description=__doc__.split("\n")[0])
+    parser.add_argument("sources", nargs="+", metavar="IMAGES_OR_DIR")
+    parser.add_argument("--bundle", default=str(DEMO_BUNDLE))
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--mode", choices=MODES, default="embedding")
+    parser.add_argument("--out", type=Path, required=True, help="report folder (replaced if it exists)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if not 1 <= args.top_k <= 100:
+        print(f"error: --top-k must be between 1 and 100, got {args.top_k}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    missing = [s for s in args.sources if not Path(s).exists()]
+    if missing:
+        print(f"error: {missing[0]}: no such file or folder", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    images = collect_images(args.sources)
+    if not images:
+        print(f"error: {', '.join(args.sources)}: no image files found", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        finder = StyleFinder(args.bundle)
+        page, errors = write_report(finder, images, args.out, args.top_k, args.mode, not args.quiet)
+    except (BundleError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    print(f"report: {page} ({len(images) - len(errors)} images)")
+    return EXIT_BAD_INPUT if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

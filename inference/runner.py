@@ -1,0 +1,76 @@
+"""The bundle's network as a plain function: LiteRT when the bundle has model.tflite, Keras otherwise."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import numpy as np
+
+from inference.bundle import Bundle, BundleError
+
+log = logging.getLogger(__name__)
+
+
+class ModelRunner(Protocol):
+    backend: str
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """float32 [n, H, W, 3] in 0-1 -> {"author"?, "genres"?, "embedding"}."""
+
+
+class LiteRTRunner:
+    backend = "litert"
+
+    def __init__(self, bundle: Bundle, threads: int | None = None):
+        from datasets.tf_runtime import quiet_stderr
+        from inference.litert_model import LiteRTModel
+
+        # LiteRT announces its XNNPACK delegate on stderr when the first tensor is allocated.
+        with quiet_stderr():
+            self.model = LiteRTModel(bundle.tflite_path, threads)
+            height, width = bundle.image_size
+            self.model(np.zeros((1, height, width, 3), np.float32))
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return self.model(images)
+
+
+class KerasRunner:
+    """The slow path: imports TensorFlow and Keras (about 3 s) and runs model.keras."""
+
+    backend = "keras"
+
+    def __init__(self, bundle: Bundle):
+        from datasets.tf_runtime import import_tensorflow
+
+        import_tensorflow()
+        from models.saving import load_model
+
+        model = load_model(bundle.keras_path, compile=False)
+        outputs = {n: model.output[n] for n in ("author", "genres", "embedding") if n in model.output}
+        import keras
+
+        self.model = keras.Model(model.input, outputs)
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.model.predict_on_batch(np.asarray(images, np.float32))
+        return {name: np.asarray(value) for name, value in outputs.items()}
+
+
+def open_runner(bundle: Bundle, backend: str = "auto") -> ModelRunner:
+    """`auto` takes LiteRT when model.tflite is there and falls back to Keras, saying so."""
+    if backend not in ("auto", "litert", "keras"):
+        raise ValueError(f"unknown backend {backend!r}; choose auto, litert or keras")
+    has_tflite, has_keras = bundle.tflite_path.is_file(), bundle.keras_path.is_file()
+    if backend == "litert" or (backend == "auto" and has_tflite):
+        if not has_tflite:
+            raise BundleError(f"{bundle.path}: no {bundle.tflite_path.name} for the LiteRT backend")
+        return LiteRTRunner(bundle)
+    if not has_keras:
+        raise BundleError(f"{bundle.path}: holds neither {bundle.tflite_path.name} nor "
+                          f"{bundle.keras_path.name}")
+    if backend == "auto":
+        log.warning("%s has no %s: falling back to Keras, which imports TensorFlow and is much slower",
+                    bundle.path, bundle.tflite_path.name)
+    return KerasRunner(bundle)

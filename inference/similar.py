@@ -1,0 +1,107 @@
+"""Who drew it, what is it, and which titles look like it.
+
+    python -m inference.similar IMAGE [IMAGE ...] [--bundle DIR] [--top-k 10]
+                                [--mode embedding|author] [--json]
+
+With no --bundle it answers from the demo model shipped in the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from datasets.images import ImageError
+from inference.bundle import BundleError
+from inference.query import DEMO_BUNDLE, MODES, SimilarityResult, StyleFinder
+
+BATCH = 32
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m inference.similar", description=__doc__.split("\n")[0])
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("--bundle", default=str(DEMO_BUNDLE), help="model bundle folder (default: the demo)")
+    parser.add_argument("--top-k", type=int, default=10, help="titles to list (default 10)")
+    parser.add_argument("--mode", choices=MODES, default="embedding",
+                        help="rank titles by style embedding (default) or by the likeliest authors")
+    parser.add_argument("--backend", choices=("auto", "litert", "keras"), default="auto")
+    parser.add_argument("--index", choices=("auto", "exact", "approximate"), default="auto",
+                        help="title search: exact numpy, or usearch HNSW "
+                             "(auto: approximate past 100k titles)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    return parser
+
+
+def format_result(result: SimilarityResult) -> list[str]:
+    lines = [result.image]
+    if result.authors:
+        guesses = ", ".join(f"{a.name} {a.probability:.2f}" for a in result.authors)
+        lines.append(f"  authors: {guesses}")
+    if result.genres:
+        lines.append("  genres: " + ", ".join(f"{g.name} {g.probability:.2f}" for g in result.genres))
+    if result.unknown_author:
+        evidence = result.open_set
+        lines.append("  unknown author: the best author probability and the nearest title's similarity "
+                     "are both below the thresholds calibrated on validation "
+                     f"({_pair(evidence, 'author_probability')}; {_pair(evidence, 'title_similarity')})")
+    lines.append(f"  similar titles ({result.mode}):")
+    for title in result.titles:
+        lines.append(f"  {title.rank:3d}. {title.score:6.3f}  {title.title}  by {title.author or '?'}  "
+                     f"{title.thumbnail or ''}")
+    return lines
+
+
+def _pair(evidence: dict[str, float], key: str) -> str:
+    if key not in evidence:
+        return f"no {key.replace('_', ' ')}"
+    threshold = evidence.get(f"{key}_threshold")
+    return f"{key.replace('_', ' ')} {evidence[key]:.2f} < {threshold:.2f}" if threshold is not None else \
+        f"{key.replace('_', ' ')} {evidence[key]:.2f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if not 1 <= args.top_k <= 1000:
+        print(f"error: --top-k must be between 1 and 1000, got {args.top_k}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        finder = StyleFinder(args.bundle, backend=args.backend, index=args.index)
+    except (BundleError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    results, errors = [], []
+    for start in range(0, len(args.images), BATCH):
+        batch = args.images[start:start + BATCH]
+        try:
+            results.extend(finder.query(batch, args.top_k, args.mode))
+        except ImageError:
+            # Fall back to one at a time so that one bad file costs only itself.
+            for image in batch:
+                try:
+                    results.extend(finder.query([image], args.top_k, args.mode))
+                except ImageError as err:
+                    errors.append(str(err))
+        except BundleError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    if args.json:
+        document = {"bundle": {"path": str(finder.bundle.path.resolve()), "name": finder.bundle.name,
+                               "version": finder.bundle.version},
+                    "backend": finder.backend, "results": [r.to_dict() for r in results], "errors": errors}
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        for result in results:
+            print("\n".join(format_result(result)))
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    return EXIT_BAD_INPUT if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The query path: find_similar, the CLI, the Keras fallback, open set, bad input, title search."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from inference.bundle import Bundle
+from inference.query import DEMO_BUNDLE, StyleFinder, _is_unknown, find_similar
+from inference.search import ApproximateIndex, ExactIndex, build_index
+from tests.conftest import REPO, run_cli
+
+
+def similar_json(*args, check_exit=0):
+    result = run_cli("inference.similar", *map(str, args), "--json", check_exit=check_exit)
+    return json.loads(result.stdout), result
+
+
+def test_cli_reports_authors_genres_and_ranked_titles(tiny_run, tiny_bundle):
+    folder = tiny_run[0]
+    document, _ = similar_json(folder / "a1t0_1.png", folder / "a2t2_3.png", "--bundle", tiny_bundle,
+                               "--top-k", 4)
+    assert document["backend"] == "litert" and document["errors"] == []
+    names = [str(folder / n) for n in ("a1t0_1.png", "a2t2_3.png")]
+    assert [r["image"] for r in document["results"]] == names
+    for result in document["results"]:
+        authors = [a["probability"] for a in result["authors"]]
+        assert authors == sorted(authors, reverse=True) and 0 < sum(authors) <= 1.0001
+        assert all(a["prior"] > 0 for a in result["authors"])
+        assert all(g["probability"] >= g["threshold"] for g in result["genres"])
+        scores = [t["score"] for t in result["titles"]]
+        assert len(scores) == 4 and scores == sorted(scores, reverse=True)
+        assert [t["rank"] for t in result["titles"]] == [1, 2, 3, 4]
+        assert all(t["author"].startswith("author") for t in result["titles"])
+        assert all(t["thumbnail"].startswith(str(tiny_bundle.resolve())) for t in result["titles"])
+        assert all((tiny_bundle / t["thumbnail"]).is_file() for t in result["titles"])
+    text = run_cli("inference.similar", str(folder / "a1t0_1.png"), "--bundle", str(tiny_bundle),
+                   check_exit=0).stdout
+    assert "authors: author" in text and "similar titles (embedding):" in text and " 10. " not in text
+
+
+def test_query_path_never_imports_tensorflow(tiny_run, tiny_bundle):
+    code = ("import sys; from inference.query import find_similar; "
+            f"r = find_similar({str(tiny_run[0] / 'a0t0_0.png')!r}, {str(tiny_bundle)!r}, k=3); "
+            "print(len(r.titles), r.backend, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.split() == ["3", "litert", "False", "False"], result.stderr
+    assert result.stderr == ""  # LiteRT's delegate notice is held back
+
+
+def test_keras_fallback_says_so_and_agrees(tiny_run, tiny_bundle, tmp_path):
+    no_lite = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, no_lite)
+    (no_lite / "model.tflite").unlink()
+    image = tiny_run[0] / "a0t1_2.png"
+    slow, result = similar_json(image, "--bundle", no_lite, "--top-k", 6)
+    assert slow["backend"] == "keras" and "falling back to Keras" in result.stderr
+    fast, _ = similar_json(image, "--bundle", tiny_bundle, "--top-k", 6)
+    slow_titles, fast_titles = slow["results"][0]["titles"], fast["results"][0]["titles"]
+    assert [t["title"] for t in slow_titles][:1] == [t["title"] for t in fast_titles][:1]
+    np.testing.assert_allclose([t["score"] for t in slow_titles], [t["score"] for t in fast_titles],
+                               atol=2e-3)
+
+
+def test_author_mode_ranks_the_likeliest_authors_titles_first(tiny_run, tiny_bundle):
+    document, _ = similar_json(tiny_run[0] / "a2t0_5.png", "--bundle", tiny_bundle, "--mode", "author",
+                               "--top-k", 6)
+    result = document["results"][0]
+    probability = {a["name"]: a["probability"] for a in result["authors"]}
+    titles = result["titles"]
+    assert titles[0]["author"] == result["authors"][0]["name"]
+    assert [t["score"] for t in titles] == sorted((t["score"] for t in titles), reverse=True)
+    for title in titles:
+        if title["author"] in probability:
+            assert title["score"] == pytest.approx(probability[title["author"]], abs=1e-6)
+
+
+def test_open_set_says_unknown_author_only_below_both_thresholds(tiny_run, tiny_bundle, tmp_path):
+    assert _is_unknown({"author_probability": 0.2, "title_similarity": 0.1},
+                       {"author_probability": 0.3, "title_similarity": 0.5})
+    assert not _is_unknown({"author_probability": 0.4, "title_similarity": 0.1},
+                           {"author_probability": 0.3, "title_similarity": 0.5})
+    assert not _is_unknown({"author_probability": 0.1, "title_similarity": 0.1}, {})
+    strict = tmp_path / "strict"
+    shutil.copytree(tiny_bundle, strict)
+    meta = json.loads((strict / "bundle.json").read_text())
+    meta["open_set"] = {"author_probability": 1.01, "title_similarity": 1.01}
+    (strict / "bundle.json").write_text(json.dumps(meta))
+    image = tiny_run[0] / "a0t0_0.png"
+    assert "unknown author" in run_cli("inference.similar", str(image), "--bundle", str(strict),
+                                       check_exit=0).stdout
+    lenient, _ = similar_json(image, "--bundle", tiny_bundle)
+    assert lenient["results"][0]["unknown_author"] in (False, True)  # calibrated: either may hold
+    meta["open_set"] = {"author_probability": 0.0, "title_similarity": -1.0}
+    (strict / "bundle.json").write_text(json.dumps(meta))
+    relaxed, _ = similar_json(image, "--bundle", strict)
+    assert relaxed["results"][0]["unknown_author"] is False
+
+
+def test_bad_images_get_one_line_each_and_the_good_ones_still_answer(tiny_run, tiny_bundle, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    good = tiny_run[0] / "a0t0_0.png"
+    result = run_cli("inference.similar", str(broken), str(good), str(text), str(tmp_path / "missing.png"),
+                     "--bundle", str(tiny_bundle), check_exit=2)
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
+    assert str(broken) in errors[0] and str(text) in errors[1] and "no such file" in errors[2]
+    assert result.stdout.startswith(str(good)) and "similar titles" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bundle", "/nonexistent/bundle"], "no such bundle folder"),
+    (["--top-k", "0"], "--top-k must be between 1 and 1000"),
+])
+def test_bad_options_fail_with_one_line(tiny_run, args, message):
+    result = run_cli("inference.similar", str(tiny_run[0] / "a0t0_0.png"), *args, check_exit=2)
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_find_similar_opens_a_bundle_once(tiny_run, tiny_bundle):
+    image = tiny_run[0] / "a1t1_1.png"
+    first = find_similar(image, tiny_bundle, k=2)
+    finder = StyleFinder(tiny_bundle)
+    assert find_similar(image, finder, k=2) == first
+    from inference import query
+    assert sum(1 for key in query._FINDERS if key == tiny_bundle.resolve()) == 1
+
+
+def test_exact_index_matches_a_full_sort():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(500, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[:7] + 0.1 * rng.normal(size=(7, 16)).astype(np.float32)
+    rows, scores = ExactIndex(vectors).search(queries, 10)
+    expected = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    np.testing.assert_array_equal(rows, expected)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    rows, _ = ExactIndex(vectors[:3]).search(queries[:1], 10)
+    assert rows.shape == (1, 3)
+
+
+def test_approximate_index_answers_like_the_exact_one():
+    pytest.importorskip("usearch")
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[:50] + 0.05 * rng.normal(size=(50, 32)).astype(np.float32)
+    exact_rows, exact_scores = ExactIndex(vectors).search(queries, 10)
+    rows, scores = ApproximateIndex(vectors).search(queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, exact_rows, strict=True)])
+    assert recall >= 0.95
+    np.testing.assert_allclose(scores[:, 0], exact_scores[:, 0], atol=1e-4)
+    assert build_index(vectors[:10]).kind == "exact"
+    assert build_index(vectors[:10], "approximate").kind == "approximate"
+    with pytest.raises(ValueError, match="unknown index kind"):
+        build_index(vectors, "fuzzy")
+
+
+def test_demo_bundle_ships_and_answers_with_no_bundle_flag():
+    bundle = Bundle.load(DEMO_BUNDLE)
+    size = sum(p.stat().st_size for p in DEMO_BUNDLE.rglob("*") if p.is_file())
+    assert size < 15 * 2**20
+    assert (DEMO_BUNDLE / "MODEL_CARD.md").is_file() and (DEMO_BUNDLE / "LICENSES.md").is_file()
+    sample = next((REPO / "examples" / "icons" / "tango" / "tango").glob("*.png"))
+    document, _ = similar_json(sample)
+    result = document["results"][0]
+    assert document["bundle"]["name"] == bundle.name and len(result["titles"]) == 10
+    assert result["titles"][0]["title"] == "tango"

@@ -1,0 +1,66 @@
+"""Top-k reports: the page and its copied pictures, contact sheets, bad files, the page in Chromium."""
+
+import shutil
+from contextlib import closing
+
+import pytest
+from PIL import Image
+
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def report(tiny_run, tiny_bundle, tmp_path_factory):
+    queries = tmp_path_factory.mktemp("queries")
+    for name in ("a0t0_0.png", "a1t1_2.png", "a2t2_3.png"):
+        shutil.copy(tiny_run[0] / name, queries / name)
+    (queries / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    out = tmp_path_factory.mktemp("report") / "report"
+    result = run_cli("inference.report", str(queries), "--bundle", str(tiny_bundle), "--top-k", "5",
+                     "--out", str(out))
+    return out, queries, result
+
+
+def test_report_is_self_contained_with_a_sheet_per_query(report):
+    out, queries, result = report
+    assert result.returncode == 2  # one query was broken
+    page = (out / "index.html").read_text()
+    assert page.count('<section class="query">') == 3
+    assert "http://" not in page and "https://" not in page and "file:" not in page
+    assert str(queries / "broken.png") in page and "Unreadable images" in page
+    for sub in ("queries", "sheets"):
+        assert len(list((out / sub).glob("*.png"))) == 3
+    assert len(list((out / "thumbs").glob("*.png"))) == 6  # every title of the tiny bundle, copied once
+    with Image.open(out / "sheets" / "00000.png") as sheet:
+        assert sheet.width >= 800 and sheet.height >= 400
+    assert not out.with_name("report.tmp").exists()
+    assert "report:" in result.stderr  # the progress bar
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert error_lines == [f"error: {queries / 'broken.png'}: not an image (unrecognised format)"]
+
+
+def test_report_replaces_an_old_one_only_when_complete(tiny_bundle, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("old report")
+    result = run_cli("inference.report", str(tmp_path / "nothing-here"), "--bundle", str(tiny_bundle),
+                     "--out", str(out), check_exit=2)
+    assert "no such file or folder" in result.stderr
+    assert (out / "keep.txt").read_text() == "old report"
+
+
+def test_report_page_renders_in_chromium(report):
+    pytest.importorskip("selenium")
+    from collectors.browser import open_browser
+
+    out, _, _ = report
+    with closing(open_browser()) as browser:
+        browser.get((out / "index.html").as_uri())
+        loaded = browser.execute_script(
+            "return [...document.images].map(i => i.complete && i.naturalWidth > 0)")
+        assert len(loaded) == 3 * (1 + 5) and all(loaded)
+        titles = browser.find_elements("css selector", "section.query figure.title")
+        assert len(titles) == 15
+        shot = out / "screenshot.png"
+        browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
