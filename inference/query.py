@@ -8,6 +8,7 @@ the bundle has no model.tflite.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -75,6 +76,7 @@ class StyleFinder:
         self.runner: ModelRunner = open_runner(self.bundle, backend)
         self.index = build_index(self.bundle.title_embeddings, index)
         self.max_pixels = max_pixels
+        self._lock = threading.Lock()  # a LiteRT interpreter runs one call at a time
         self.title_authors = np.array([self.bundle.authors.index(t.author) if t.author in self.bundle.authors
                                        else -1 for t in self.bundle.titles])
 
@@ -92,7 +94,8 @@ class StyleFinder:
         if not k >= 1:
             raise ValueError(f"k must be at least 1, got {k}")
         pixels = np.stack([load_resized(image, self.bundle.image_size, self.max_pixels) for image in images])
-        outputs = self.runner(pixels.astype(np.float32) / 255.0)
+        with self._lock:
+            outputs = self.runner(pixels.astype(np.float32) / 255.0)
         names = names or [_name(image) for image in images]
         return [self._result(names[i], {key: value[i] for key, value in outputs.items()}, k, mode)
                 for i in range(len(images))]
@@ -142,6 +145,13 @@ class StyleFinder:
         entry = self.bundle.titles[row]
         thumbnail = str(self.bundle.path.resolve() / entry.thumbnails[0]) if entry.thumbnails else None
         return SimilarTitle(rank, entry.name, entry.author, score, similarity, thumbnail, entry.genres)
+
+
+    def document(self, results: list[SimilarityResult], errors: list[str]) -> dict:
+        """The JSON document of `python -m inference.similar --json` and of the web API."""
+        return {"bundle": {"path": str(self.bundle.path.resolve()), "name": self.bundle.name,
+                           "version": self.bundle.version},
+                "backend": self.backend, "results": [r.to_dict() for r in results], "errors": errors}
 
 
 def _is_unknown(evidence: dict[str, float], thresholds: dict[str, float]) -> bool:

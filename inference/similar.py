@@ -91,10 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return EXIT_BAD_INPUT
     if args.json:
-        document = {"bundle": {"path": str(finder.bundle.path.resolve()), "name": finder.bundle.name,
-                               "version": finder.bundle.version},
-                    "backend": finder.backend, "results": [r.to_dict() for r in results], "errors": errors}
-        print(json.dumps(document, indent=2, ensure_ascii=False))
+        print(json.dumps(finder.document(results, errors), indent=2, ensure_ascii=False))
     else:
         for result in results:
             print("\n".join(format_result(result)))

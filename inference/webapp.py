@@ -1,0 +1,116 @@
+"""The Flask application: an upload page and a JSON API over `StyleFinder`.
+
+    GET  /                 the page (its script and style are served from /static, no CDN)
+    POST /api/similar      multipart `image`, optional `k` (1-100): the JSON of `inference.similar --json`
+    GET  /healthz          the bundle's name and version
+    GET  /thumbs/NAME      a thumbnail from the bundle's thumbs/ folder, nothing else
+
+Uploads are read into memory (never spooled to disk) and capped at `max_upload` bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+from flask import Flask, Request, jsonify, request, send_from_directory
+
+from datasets.images import ImageError, load_image_bytes
+from inference.query import StyleFinder
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_UPLOAD = 10 * 2**20
+MAX_K = 100
+STATIC = Path(__file__).with_name("static")
+
+
+class InMemoryRequest(Request):
+    """Werkzeug spools uploads over 500 KB to temporary files; ours stay in memory (they are capped)."""
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        return io.BytesIO()
+
+
+class BadRequest(ValueError):
+    """A request we refuse with 400 and a one-line reason."""
+
+
+def create_app(finder: StyleFinder, max_upload: int = DEFAULT_MAX_UPLOAD) -> Flask:
+    """The app for one opened bundle; every request shares `finder`, loaded once per process."""
+    app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
+    app.request_class = InMemoryRequest
+    app.config["MAX_CONTENT_LENGTH"] = max_upload
+    app.url_map.merge_slashes = False  # "/thumbs//etc/passwd" must reach the safe join and 404
+    thumbs = (finder.bundle.path / "thumbs").resolve()
+
+    @app.get("/")
+    def index():
+        return send_from_directory(STATIC, "index.html")
+
+    @app.get("/healthz")
+    def healthz():
+        bundle = finder.bundle
+        return jsonify(status="ok", bundle=bundle.name, version=bundle.version, titles=len(bundle.titles),
+                       backend=finder.backend)
+
+    @app.get("/thumbs/<path:name>")
+    def thumbnail(name: str):
+        # send_from_directory joins safely: "..", absolute and encoded escapes all end in 404.
+        return send_from_directory(thumbs, name, max_age=3600)
+
+    @app.post("/api/similar")
+    def similar():
+        k = parse_k(request.values.get("k"))
+        upload = request.files.get("image")
+        if upload is None:
+            raise BadRequest("no file in the multipart field 'image'")
+        name = Path(upload.filename or "upload").name
+        try:
+            picture = load_image_bytes(upload.read(), name, finder.max_pixels)
+        except ImageError as err:
+            raise BadRequest(str(err)) from None
+        result = finder.query([picture], k, names=[name])[0]
+        document = finder.document([result], [])
+        for title in document["results"][0]["titles"]:
+            title["thumbnail_url"] = thumbnail_url(title["thumbnail"], thumbs)
+        return jsonify(document)
+
+    @app.errorhandler(BadRequest)
+    def bad_request(err: BadRequest):
+        return jsonify(error=str(err)), 400
+
+    @app.errorhandler(413)
+    def too_large(_err):
+        return jsonify(error=f"upload larger than the limit of {max_upload:,} bytes"), 413
+
+    @app.errorhandler(404)
+    def not_found(_err):
+        return jsonify(error="not found"), 404
+
+    @app.errorhandler(405)
+    def not_allowed(_err):
+        return jsonify(error="method not allowed"), 405
+
+    return app
+
+
+def parse_k(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 10
+    if not raw.strip().isdigit():
+        raise BadRequest(f"k must be an integer between 1 and {MAX_K}, got {raw[:20]!r}")
+    k = int(raw)
+    if not 1 <= k <= MAX_K:
+        raise BadRequest(f"k must be an integer between 1 and {MAX_K}, got {k}")
+    return k
+
+
+def thumbnail_url(path: str | None, thumbs: Path) -> str | None:
+    if not path:
+        return None
+    try:
+        return "/thumbs/" + Path(path).resolve().relative_to(thumbs).as_posix()
+    except ValueError:
+        return None
