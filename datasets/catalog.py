@@ -17,7 +17,7 @@ from pathlib import Path
 
 from datasets.images import ImageInfo
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SPLITS = ("train", "val", "test")
 
 _SCHEMA = """
@@ -62,6 +62,18 @@ CREATE TABLE IF NOT EXISTS image_genres(
     genre_id INTEGER NOT NULL REFERENCES genres(id),
     PRIMARY KEY(image_id, genre_id)) WITHOUT ROWID;
 """
+
+# Version 2 adds what collectors know about a title (synopsis, type, score, members, flags).
+_MIGRATIONS = {
+    1: """
+CREATE TABLE IF NOT EXISTS title_info(
+    title_id INTEGER NOT NULL REFERENCES titles(id),
+    key TEXT NOT NULL,
+    value TEXT,
+    PRIMARY KEY(title_id, key));
+CREATE INDEX IF NOT EXISTS images_source_url ON images(source_url);
+""",
+}
 
 
 class CatalogError(ValueError):
@@ -251,12 +263,23 @@ class Catalog:
                 raise CatalogError(f"{self.path}: not a Stylefinder catalog (no meta table)")
             # executescript commits any open transaction, so the script carries its own.
             self.db.executescript(
-                "BEGIN IMMEDIATE;" + _SCHEMA
+                "BEGIN IMMEDIATE;" + _SCHEMA + "".join(_MIGRATIONS.values())
                 + f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
             return
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is not None and row[0].isdigit() and int(row[0]) in _MIGRATIONS:
+            self._migrate(int(row[0]))
+            row = (str(SCHEMA_VERSION),)
         if row is None or row[0] != str(SCHEMA_VERSION):
             found = row[0] if row else "none"
             raise CatalogError(
                 f"{self.path}: catalog schema version {found}, this version of Stylefinder "
                 f"reads version {SCHEMA_VERSION}")
+
+    def _migrate(self, version: int) -> None:
+        """Additive upgrades, each in one transaction: an old catalog keeps every row."""
+        while version in _MIGRATIONS:
+            self.db.executescript("BEGIN IMMEDIATE;" + _MIGRATIONS[version]
+                                  + f"UPDATE meta SET value = '{version + 1}' WHERE key = 'schema_version';"
+                                  + "COMMIT;")
+            version += 1

@@ -53,9 +53,10 @@ def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int,
         titles=titles, title_embeddings=title_embeddings,
         open_set=_open_set_thresholds(val_outputs, title_embeddings) if val_rows else {})
     bundle.save()
-    model.save(tmp / "model.keras")
+    serving = serving_model(model)
+    serving.save(tmp / "model.keras")  # uncompiled: no optimizer state, no title head
     check_rows = list(data.val_rows[:8]) or list(data.train_rows[:8])
-    cosine = write_tflite(model, tmp / TFLITE_MODEL, size, check_rows)
+    cosine = write_tflite(serving, tmp / TFLITE_MODEL, size, check_rows)
     metrics = {"validation": evaluate_outputs(bundle, val_outputs, val_rows, tmp) if val_rows else {},
                "tflite_min_cosine": cosine}
     if "confusion_matrix" in metrics["validation"]:
@@ -71,11 +72,16 @@ def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int,
     return out
 
 
+def serving_model(model) -> keras.Model:
+    """The outputs inference uses (author, genres, embedding): the title head only trains the embedding."""
+    return keras.Model(model.input, {n: model.output[n] for n in SERVING_OUTPUTS if n in model.output})
+
+
 def write_tflite(model, path: Path, size: tuple[int, int], check_rows) -> float:
     """Convert the serving outputs to LiteRT and check that embeddings agree with Keras."""
     # Keras's own LiteRT export: TFLiteConverter.from_concrete_functions on this TF/Keras pair
     # left the weights as uninitialised resource variables (garbage outputs).
-    serving = keras.Model(model.input, {n: model.output[n] for n in SERVING_OUTPUTS if n in model.output})
+    serving = serving_model(model)
     with quiet_stderr():
         serving.export(str(path), format="litert", verbose=False)
     images, _, _ = load_rows(check_rows, size)
