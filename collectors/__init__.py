@@ -1,1 +1,1 @@
-"""Selenium collectors for Naver Webtoon, Kakao Webtoon and MyAnimeList (not built yet)."""
+"""Selenium collectors for Naver Webtoon, Kakao Webtoon and MyAnimeList into the catalog."""

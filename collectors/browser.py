@@ -71,6 +71,7 @@ def chromium_options(config: BrowserConfig):
 def open_browser(config: BrowserConfig = BrowserConfig()):
     """A started WebDriver; the caller quits it (use `with closing(open_browser())`)."""
     try:
+        import urllib3
         from selenium import webdriver
         from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.chrome.service import Service
@@ -81,6 +82,8 @@ def open_browser(config: BrowserConfig = BrowserConfig()):
         if config.remote:
             driver = webdriver.Remote(command_executor=config.remote, options=options)
         else:
+            if config.chromedriver and not os.access(config.chromedriver, os.X_OK):
+                raise BrowserError(f"{config.chromedriver}: no such chromedriver (or not executable)")
             path = find_executable(config.chromedriver, "STYLEFINDER_CHROMEDRIVER", ("chromedriver",),
                                    _DRIVER_PLACES)
             if path is None:
@@ -89,6 +92,10 @@ def open_browser(config: BrowserConfig = BrowserConfig()):
             driver = webdriver.Chrome(service=Service(executable_path=path), options=options)
     except WebDriverException as err:
         message = (err.msg or str(err)).strip().splitlines()[0]
+        raise BrowserError(f"could not start Chromium{' at ' + config.remote if config.remote else ''}: "
+                           f"{message}") from None
+    except (OSError, urllib3.exceptions.HTTPError) as err:  # a Grid that is not there
+        message = str(getattr(err, "reason", None) or err).strip().splitlines()[0]
         raise BrowserError(f"could not start Chromium{' at ' + config.remote if config.remote else ''}: "
                            f"{message}") from None
     driver.set_page_load_timeout(config.timeouts.page_load)

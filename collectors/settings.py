@@ -26,3 +26,13 @@ class Politeness:
     backoff_base: float = 2.0  # seconds before the first retry; doubled each time
     backoff_cap: float = 120.0
     concurrency: int = 1
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    max_titles: int | None = None
+    min_episodes: int | None = None  # None: the site's default (200 for webtoons, 0 for MAL)
+    weekday: str | None = None  # mon..sun; None: every day
+    finished: bool = False  # also completed webtoons
+    base_url: str | None = None  # another host for the site (and its API), e.g. a test site
+    keep_types: tuple[str, ...] = ()  # MAL types to keep although dropped by default

@@ -190,6 +190,21 @@ class Catalog:
                             [(cursor.lastrowid, g) for g in self.genre_ids(genres)])
         return True
 
+    def set_title_info(self, title_id: int, info: dict[str, str]) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO title_info(title_id, key, value) VALUES (?, ?, ?)",
+                            [(title_id, key, value) for key, value in info.items()])
+
+    def title_info(self, source: str, source_id: str) -> dict[str, str]:
+        return dict(self.db.execute(
+            "SELECT i.key, i.value FROM title_info i JOIN titles t ON t.id = i.title_id"
+            " WHERE t.source = ? AND t.source_id = ?", (source, source_id)))
+
+    def source_urls(self, source: str, source_id: str) -> set[str]:
+        """Source URLs of the images a title already holds: what a re-run need not download."""
+        return {row[0] for row in self.db.execute(
+            "SELECT i.source_url FROM images i JOIN titles t ON t.id = i.title_id"
+            " WHERE t.source = ? AND t.source_id = ? AND i.source_url IS NOT NULL", (source, source_id))}
+
     def mark_placeholders(self, min_titles: int) -> int:
         """Flag files shared by at least `min_titles` titles; returns how many images are flagged."""
         with self.transaction():

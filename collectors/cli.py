@@ -1,0 +1,77 @@
+"""python -m collectors SITE: collect titles and images from a site into the catalog.
+
+    python -m collectors naver --catalog data/catalog.sqlite --images data/images --max-titles 20
+    python -m collectors kakao --weekday mon --min-episodes 100
+    python -m collectors mal --max-titles 500 --keep-types ONA
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from collectors.browser import DEFAULT_USER_AGENT, BrowserConfig, BrowserError
+from collectors.settings import CollectOptions, Politeness
+from collectors.sites import WEEKDAYS
+
+EXIT_FAILURES = 1
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m collectors", description=__doc__.split("\n")[0])
+    parser.add_argument("site", choices=("naver", "kakao", "mal"))
+    parser.add_argument("--catalog", type=Path, default=Path("data/catalog.sqlite"))
+    parser.add_argument("--images", type=Path, help="image folder (default: images/ beside the catalog)")
+    parser.add_argument("--max-titles", type=int)
+    parser.add_argument("--min-episodes", type=int, help="skip shorter titles (default 200 for webtoons)")
+    parser.add_argument("--weekday", choices=WEEKDAYS, help="one weekday's titles only")
+    parser.add_argument("--finished", action="store_true", help="also finished (completed) webtoons")
+    parser.add_argument("--keep-types", default="", help="MAL types to keep, e.g. ONA,Unknown")
+    parser.add_argument("--base-url", help="another host for the site and its API (a mirror, a test site)")
+    parser.add_argument("--remote", help="Selenium Grid URL instead of a local Chromium")
+    parser.add_argument("--chromedriver", help="path to chromedriver (default: the system one)")
+    parser.add_argument("--user-agent", default=DEFAULT_USER_AGENT)
+    parser.add_argument("--min-delay", type=float, default=Politeness.min_delay, help="seconds (default 4)")
+    parser.add_argument("--max-delay", type=float, default=Politeness.max_delay, help="seconds (default 7)")
+    parser.add_argument("--retries", type=int, default=Politeness.retries)
+    parser.add_argument("--backoff", type=float, default=Politeness.backoff_base,
+                        help="first back-off pause in seconds, doubled per retry")
+    parser.add_argument("--ignore-robots", action="store_true", help="do not honour robots.txt")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its own retries; the final error is ours
+    from collectors.collect import collect
+    from collectors.store import CatalogStore
+    from datasets.catalog import Catalog, CatalogError
+
+    if not 0 <= args.min_delay <= args.max_delay:
+        print(f"error: --min-delay {args.min_delay} and --max-delay {args.max_delay}: need "
+              "0 <= min <= max", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    options = CollectOptions(args.max_titles, args.min_episodes, args.weekday, args.finished, args.base_url,
+                             tuple(t for t in args.keep_types.split(",") if t))
+    politeness = Politeness(args.min_delay, args.max_delay, not args.ignore_robots, args.retries,
+                            args.backoff)
+    browser = BrowserConfig(remote=args.remote, user_agent=args.user_agent, chromedriver=args.chromedriver)
+    try:
+        with Catalog(args.catalog, create=True) as catalog:
+            store = CatalogStore(catalog, args.images or args.catalog.resolve().parent / "images")
+            summary = collect(args.site, store, options, politeness, browser, progress=not args.quiet)
+    except (CatalogError, BrowserError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print("\n".join(summary.lines()))
+    return EXIT_FAILURES if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""One collection run: list a site's titles, read each, download what the catalog lacks."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import closing
+
+from tqdm import tqdm
+
+from collectors.browser import BrowserConfig, open_browser
+from collectors.fetching import BlockedByRobots, FetchError, Session
+from collectors.records import Summary
+from collectors.settings import CollectOptions, Politeness
+from collectors.sites import SkipTitle, site_registry
+from collectors.store import CatalogStore
+
+log = logging.getLogger(__name__)
+
+
+def collect(site_name: str, store: CatalogStore, options: CollectOptions | None = None,
+            politeness: Politeness | None = None, browser: BrowserConfig | None = None,
+            progress: bool = True) -> Summary:
+    """Collect into `store`; every title and image ends counted as collected, skipped or failed."""
+    options, politeness = options or CollectOptions(), politeness or Politeness()
+    browser = browser or BrowserConfig()
+    site = site_registry()[site_name]
+    summary = Summary()
+    with closing(open_browser(browser)) as driver:
+        session = Session(site.name, driver, browser.user_agent, politeness, browser.timeouts)
+        titles = tqdm(desc=f"{site.name} titles", unit="title", disable=not progress)
+        try:
+            for stub in site.titles(session, options):
+                if options.max_titles is not None and summary.titles >= options.max_titles:
+                    break
+                titles.update(1)
+                titles.set_postfix_str(stub.name[:30])
+                if store.is_complete(site.name, stub.source_id):
+                    summary.skip("title already complete in the catalog")
+                    summary.titles += 1
+                    continue
+                try:
+                    record = site.read(session, stub, options)
+                except SkipTitle as reason:
+                    summary.skip(str(reason))
+                    continue
+                except BlockedByRobots:
+                    summary.skip("title disallowed by robots.txt")
+                    continue
+                except FetchError as err:
+                    summary.failed.append(f"title {stub.name} ({stub.source_id}): {err}")
+                    continue
+                summary.titles += 1
+                _collect_images(session, site, store, record, options, summary, progress)
+        except FetchError as err:
+            summary.failed.append(f"title list: {err}")
+        finally:
+            titles.close()
+    return summary
+
+
+def _collect_images(session: Session, site, store: CatalogStore, record, options: CollectOptions,
+                    summary: Summary, progress: bool) -> None:
+    title_id = store.save_title(record)
+    known = store.known_urls(record.source, record.source_id)
+    todo = [link for link in record.images if link.url not in known]
+    if len(todo) < len(record.images):
+        summary.skip("image already in the catalog", len(record.images) - len(todo))
+    failures = 0
+    for link in tqdm(todo, desc=record.name[:30], unit="img", leave=False, disable=not progress):
+        try:
+            data = session.download(link.url, site.referer(options))
+        except BlockedByRobots:
+            summary.skip("image disallowed by robots.txt")
+            continue
+        except FetchError as err:
+            summary.failed.append(f"image {link.url}: {err}")
+            failures += 1
+            continue
+        quarantined = len(summary.quarantined)
+        if store.save_image(record, title_id, link, data, summary):
+            summary.images += 1
+        failures += len(summary.quarantined) - quarantined  # flat images are skipped, not failed
+    if failures == 0:
+        store.mark_complete(title_id)

@@ -1,0 +1,32 @@
+"""One page-object module per site: its endpoints, selectors and parsing, nothing else.
+
+When a site changes, mend its module here. Each site class has `name`, `referer(options)`
+and `titles(session, options)`, which yields `TitleStub`s; `read(session, stub, options)`
+turns a stub into a `TitleRecord` or raises `SkipTitle` with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TitleStub:
+    source_id: str
+    name: str
+    adult: bool = False
+
+
+class SkipTitle(Exception):
+    """A title left out on purpose; str() is the reason, counted in the summary."""
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def site_registry() -> dict:
+    from collectors.sites.kakao import KakaoWebtoon
+    from collectors.sites.mal import MyAnimeList
+    from collectors.sites.naver import NaverWebtoon
+
+    return {site.name: site for site in (NaverWebtoon, KakaoWebtoon, MyAnimeList)}

@@ -1,0 +1,98 @@
+"""MyAnimeList: rendered anime pages read with CSS selectors; one poster per title."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import urljoin
+
+from collectors.fetching import SelectorError, Session
+from collectors.records import ImageLink, TitleRecord
+from collectors.settings import CollectOptions
+from collectors.sites import SkipTitle, TitleStub
+
+SITE = "https://myanimelist.net"
+TOP_ANIME = "/topanime.php?limit={offset}"
+PAGE_SIZE = 50
+RANKING_LINKS = "tr.ranking-list h3 a"
+TITLE = "h1.title-name"
+POSTER_META = 'meta[property="og:image"]'  # content
+POSTER_LAZY = "div.leftside img[data-src]"  # data-src, when og:image is missing
+SYNOPSIS = 'p[itemprop="description"]'
+SCORE = 'span[itemprop="ratingValue"]'
+SIDEBAR_ROWS = "div.leftside div.spaceit_pad"  # "Type: TV", "Genres: Action, Drama", ...
+SIDEBAR_LABEL = "span.dark_text"
+DROPPED_TYPES = ("Unknown", "ONA")  # as the anime study did
+PLACEHOLDER_SYNOPSIS = "No synopsis information has been added"
+
+_SIDEBAR_SCRIPT = """
+const [rows, label] = arguments;
+return [...document.querySelectorAll(rows)].map(row => {
+  const name = row.querySelector(label);
+  const links = [...row.querySelectorAll("a")].map(a => a.textContent.trim()).filter(Boolean);
+  const text = row.textContent.replace(name ? name.textContent : "", "").trim();
+  return [name ? name.textContent.trim().replace(/:$/, "") : "", links, text];
+});
+"""
+
+
+class MyAnimeList:
+    name = "mal"
+    default_min_episodes = 0
+
+    @staticmethod
+    def base(options: CollectOptions) -> str:
+        return (options.base_url or SITE).rstrip("/")
+
+    @classmethod
+    def referer(cls, options: CollectOptions) -> str:
+        return cls.base(options) + "/"
+
+    @classmethod
+    def titles(cls, session: Session, options: CollectOptions) -> Iterator[TitleStub]:
+        base, offset = cls.base(options), 0
+        while True:
+            session.open_page(base + TOP_ANIME.format(offset=offset))
+            links = session.driver.find_elements("css selector", RANKING_LINKS)
+            if not links:
+                if offset == 0:
+                    raise SelectorError(f"mal: selector {RANKING_LINKS!r} found nothing on "
+                                        f"{session.driver.current_url}")
+                return
+            found = [(a.get_attribute("href"), " ".join(a.text.split())) for a in links]
+            for href, name in found:
+                parts = href.split("/anime/", 1)[1].split("/")
+                yield TitleStub(parts[0], name)
+            offset += PAGE_SIZE
+
+    @classmethod
+    def read(cls, session: Session, stub: TitleStub, options: CollectOptions) -> TitleRecord:
+        base = cls.base(options)
+        url = f"{base}/anime/{stub.source_id}"
+        session.open_page(url)
+        name = session.select(TITLE)[0]
+        sidebar = {label: (links, text) for label, links, text in
+                   session.driver.execute_script(_SIDEBAR_SCRIPT, SIDEBAR_ROWS, SIDEBAR_LABEL)}
+        if not sidebar:
+            raise SelectorError(f"mal: selector {SIDEBAR_ROWS!r} found nothing on "
+                                f"{session.driver.current_url}")
+        kind = (sidebar.get("Type", ([], "Unknown"))[0] or [sidebar.get("Type", ([], "Unknown"))[1]])[0]
+        if kind in DROPPED_TYPES and kind not in options.keep_types:
+            raise SkipTitle(f"type {kind} (dropped by default; --keep-types {kind} keeps it)")
+        poster = (session.select(POSTER_META, "content", required=False)
+                  or session.select(POSTER_LAZY, "data-src", required=False))
+        if not poster:
+            raise SelectorError(f"mal: selectors {POSTER_META!r} and {POSTER_LAZY!r} found nothing on "
+                                f"{session.driver.current_url}")
+        synopsis = " ".join(session.select(SYNOPSIS, required=False))
+        studios = sidebar.get("Studios", ([], ""))[0]
+        info = {"synopsis": synopsis, "type": kind,
+                "score": (session.select(SCORE, required=False) or [""])[0],
+                "members": sidebar.get("Members", ([], ""))[1].replace(",", ""),
+                "synopsis_placeholder": "1" if PLACEHOLDER_SYNOPSIS.lower() in synopsis.lower() else "0"}
+        record = TitleRecord("mal", stub.source_id, name, url, studios[0] if studios else None,
+                             genres=tuple(sidebar.get("Genres", ([], ""))[0]),
+                             themes=tuple(sidebar.get("Themes", sidebar.get("Theme", ([], "")))[0]),
+                             demographics=tuple(sidebar.get("Demographic", ([], ""))[0]),
+                             info=info)
+        record.images = [ImageLink(urljoin(url, poster[0]), 0)]
+        return record
