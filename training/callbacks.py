@@ -19,7 +19,7 @@ LAST_MODEL = "last.keras"
 class EpochLog(keras.callbacks.Callback):
     """One line per epoch: losses, validation figures, time and images per second."""
 
-    def __init__(self, images_per_epoch: int, epochs: int, input_wait=None):
+    def __init__(self, images_per_epoch: int, epochs: int, input_wait: float | None = None):
         super().__init__()
         self.images_per_epoch = images_per_epoch
         self.epochs = epochs
@@ -36,7 +36,7 @@ class EpochLog(keras.callbacks.Callback):
         line = (f"epoch {epoch + 1}/{self.epochs}  {figures}  {seconds:.1f} s  "
                 f"{self.images_per_epoch / seconds:.0f} img/s")
         if self.input_wait is not None:
-            line += f"  input wait {self.input_wait.share():.0%}"
+            line += f"  input wait {self.input_wait:.0%} (probe)"
         log.info(line)
 
 

@@ -77,7 +77,10 @@ class TrainConfig:
     fine_tune_layers: int = 30
     fine_tune_learning_rate: float = 1e-4
     mixed_precision: str = "auto"  # auto (on with a GPU), off, float16, bfloat16
-    jit_compile: bool = False
+    jit_compile: bool = False  # XLA
+    # Time a few steps with the real pipeline against a batch in memory before training:
+    # auto (with a GPU), always, never. The share is logged and saved as input_wait.json.
+    input_wait_probe: str = "auto"
     verbose: bool = True
 
     def __post_init__(self) -> None:
@@ -85,6 +88,9 @@ class TrainConfig:
             raise ValueError("train.epochs must be at least 1")
         if self.lr_schedule not in ("plateau", "cosine"):
             raise ValueError(f"train.lr_schedule must be plateau or cosine, got {self.lr_schedule!r}")
+        if self.input_wait_probe not in ("auto", "always", "never"):
+            raise ValueError(f"train.input_wait_probe must be auto, always or never, "
+                             f"got {self.input_wait_probe!r}")
         if self.mixed_precision not in ("auto", "off", "float16", "bfloat16"):
             raise ValueError(f"train.mixed_precision must be auto, off, float16 or bfloat16, "
                              f"got {self.mixed_precision!r}")

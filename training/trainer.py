@@ -23,6 +23,7 @@ from models.transfer import pretrained_base
 from training.callbacks import EpochLog, ResumeState, plot_curves, read_state
 from training.config import ModelConfig, RunConfig
 from training.data import TrainingData, Vocabulary, load_training_data
+from training.input_wait import measure_input_wait
 from training.runtime import configure
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
             model = build_model(config.model, data.vocabulary, size)
     done = state["epochs_done"] if state else 0
     best = state["best"] if state else None
+    input_wait = None
     for phase, start, end, learning_rate in _phases(config, spec.transfer):
         if done >= end:
             continue
@@ -112,10 +114,17 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
                         learning_rate, decay_steps=(end - start) * stream.steps_per_epoch, alpha=0.02)
                 compile_model(model, config.model, learning_rate, config.train.weight_decay,
                               config.train.jit_compile)
-        train_data = stream.dataset(end, start_epoch=done).map(
-            _keras_targets(len(data.vocabulary.authors), config.model.embedding_dim))
+        to_keras = _keras_targets(len(data.vocabulary.authors), config.model.embedding_dim)
+        train_data = stream.dataset(end, start_epoch=done).map(to_keras)
+        if input_wait is None and _probe_input(config, runtime.gpus) and not state:
+            input_wait = measure_input_wait(model, stream.dataset(1).map(to_keras))
+            input_wait.save(run_dir / "input_wait.json")
+            log.info("%s", input_wait.describe())
+            with runtime.strategy.scope():  # a fresh optimizer: the probe's steps leave no trace
+                compile_model(model, config.model, learning_rate, config.train.weight_decay,
+                              config.train.jit_compile)
         callbacks = _callbacks(run_dir, phase, monitor, best, config, stream.sampler.epoch_size, end,
-                               resumed=done > 0)
+                               resumed=done > 0, input_wait=input_wait.share if input_wait else None)
         model.fit(train_data, epochs=end, initial_epoch=done, steps_per_epoch=stream.steps_per_epoch,
                   validation_data=val, callbacks=callbacks, verbose=0, shuffle=False)
         state = read_state(run_dir)
@@ -187,8 +196,14 @@ def _set_trainable(model: StyleModel, phase: str, config: RunConfig) -> None:
         layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
 
 
+def _probe_input(config: RunConfig, gpus: int) -> bool:
+    setting = config.train.input_wait_probe
+    return setting == "always" or (setting == "auto" and gpus > 0)
+
+
 def _callbacks(run_dir: Path, phase: str, monitor: str, best: float | None, config: RunConfig,
-               images_per_epoch: int, epochs: int, resumed: bool) -> list[keras.callbacks.Callback]:
+               images_per_epoch: int, epochs: int, resumed: bool,
+               input_wait: float | None = None) -> list[keras.callbacks.Callback]:
     train = config.train
     callbacks = [
         keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor=monitor, mode="max",
@@ -197,7 +212,7 @@ def _callbacks(run_dir: Path, phase: str, monitor: str, best: float | None, conf
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=train.early_stopping_patience),
         keras.callbacks.CSVLogger(run_dir / "history.csv", append=resumed),
         keras.callbacks.TensorBoard(run_dir / "tensorboard", write_graph=False, profile_batch=0),
-        EpochLog(images_per_epoch, epochs),
+        EpochLog(images_per_epoch, epochs, input_wait),
     ]
     if train.lr_schedule == "plateau":
         callbacks.insert(3, keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max",
