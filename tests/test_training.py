@@ -155,7 +155,8 @@ def test_cosine_schedule_is_used(tmp_path):
 def test_input_wait_probe_is_logged_and_saved(tmp_path):
     paths = write_manifests(tmp_path, authors=2, titles=1, per_title=6)
     result = train_cli("--preset", "tiny", "--manifest", str(paths["train"]), "--out-dir",
-                       str(tmp_path / "runs"), "--name", "probe", "--set", "train.input_wait_probe=always", "--set", "train.epochs=1")
+                       str(tmp_path / "runs"), "--name", "probe", "--set", "train.input_wait_probe=always",
+                       "--set", "train.epochs=1")
     saved = json.loads((tmp_path / "runs" / "probe" / "input_wait.json").read_text())
     assert 0 <= saved["share"] < 1 and saved["step_ms_pipeline"] > 0 and saved["step_ms_in_memory"] > 0
     assert "input wait" in result.stderr and "of the step time" in result.stderr
