@@ -22,6 +22,7 @@ from inference.search import build_index
 
 MODES = ("embedding", "author")
 DEMO_BUNDLE = Path(__file__).with_name("demo_bundle")
+HNSW_GRAPH = "title_index.usearch"  # built by the first --index approximate query, then reused
 TOP_AUTHORS = 3
 
 ImageInput = str | os.PathLike | Image.Image
@@ -74,7 +75,7 @@ class StyleFinder:
                  index: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS):
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle or DEMO_BUNDLE)
         self.runner: ModelRunner = open_runner(self.bundle, backend)
-        self.index = build_index(self.bundle.title_embeddings, index)
+        self.index = build_index(self.bundle.title_embeddings, index, self.bundle.path / HNSW_GRAPH)
         self.max_pixels = max_pixels
         self._lock = threading.Lock()  # a LiteRT interpreter runs one call at a time
         self.title_authors = np.array([self.bundle.authors.index(t.author) if t.author in self.bundle.authors
@@ -151,7 +152,8 @@ class StyleFinder:
         """The JSON document of `python -m inference.similar --json` and of the web API."""
         return {"bundle": {"path": str(self.bundle.path.resolve()), "name": self.bundle.name,
                            "version": self.bundle.version},
-                "backend": self.backend, "results": [r.to_dict() for r in results], "errors": errors}
+                "backend": self.backend, "index": self.index.kind,
+                "results": [r.to_dict() for r in results], "errors": errors}
 
 
 def _is_unknown(evidence: dict[str, float], thresholds: dict[str, float]) -> bool:

@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rank titles by style embedding (default) or by the likeliest authors")
     parser.add_argument("--backend", choices=("auto", "litert", "keras"), default="auto")
     parser.add_argument("--index", choices=("auto", "exact", "approximate"), default="auto",
-                        help="title search: exact numpy, or usearch HNSW "
-                             "(auto: approximate past 100k titles)")
+                        help="title search: exact numpy, or a usearch HNSW graph built once and saved in the "
+                             "bundle (auto: the saved graph if there is one, else exact)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     return parser
 

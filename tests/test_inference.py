@@ -163,6 +163,21 @@ def test_approximate_index_answers_like_the_exact_one():
         build_index(vectors, "fuzzy")
 
 
+def test_approximate_graph_is_built_once_and_saved_in_the_bundle(tiny_run, tiny_bundle, tmp_path):
+    pytest.importorskip("usearch")
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    image = tiny_run[0] / "a0t0_0.png"
+    exact, _ = similar_json(image, "--bundle", bundle, "--top-k", 3)
+    assert exact["index"] == "exact" and not (bundle / "title_index.usearch").exists()
+    built, _ = similar_json(image, "--bundle", bundle, "--top-k", 3, "--index", "approximate")
+    assert built["index"] == "approximate" and (bundle / "title_index.usearch").is_file()
+    reused, _ = similar_json(image, "--bundle", bundle, "--top-k", 3)  # auto finds the saved graph
+    assert reused["index"] == "approximate"
+    assert [t["title"] for t in reused["results"][0]["titles"]] == \
+        [t["title"] for t in exact["results"][0]["titles"]]
+
+
 def test_demo_bundle_ships_and_answers_with_no_bundle_flag():
     bundle = Bundle.load(DEMO_BUNDLE)
     size = sum(p.stat().st_size for p in DEMO_BUNDLE.rglob("*") if p.is_file())
