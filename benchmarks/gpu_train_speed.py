@@ -24,6 +24,7 @@ import numpy as np
 
 from models.registry import create_backbone
 from models.style_model import StyleModel
+from training.callbacks import EpochClock
 
 
 def measure(name: str, side: int, policy: str, batch: int, steps: int, labels: int = 14,
@@ -41,16 +42,9 @@ def measure(name: str, side: int, policy: str, batch: int, steps: int, labels: i
     x = rng.random((count, side, side, 3), dtype=np.float32)
     y = {"author": rng.integers(0, labels, count), "title": rng.integers(0, titles, count),
          "embedding": np.zeros((count, model.embedding_dim), np.float32)}
-    times = []
-
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.start)
-
-    model.fit(x, y, batch_size=batch, epochs=2, verbose=0, shuffle=False, callbacks=[Clock()])
+    clock = EpochClock()
+    model.fit(x, y, batch_size=batch, epochs=2, verbose=0, shuffle=False, callbacks=[clock])
+    times = clock.seconds
     keras.mixed_precision.set_dtype_policy("float32")
     return {"model": name, "input": f"{side}x{side}", "policy": policy, "batch": batch,
             "images_per_second": round(count / times[1]), "first_epoch_seconds": round(times[0], 1)}

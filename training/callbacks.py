@@ -13,6 +13,21 @@ import keras
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Wall seconds of each epoch, appended to `seconds`."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start)
+
 LAST_MODEL = "last.keras"
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
 import tensorflow as tf
+
+from training.callbacks import EpochClock
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +44,9 @@ class InputWait:
 
 def _timed_steps(model: keras.Model, dataset: tf.data.Dataset, steps: int) -> float:
     """Milliseconds per step over the second of two epochs of `steps` (the first one warms up)."""
-    times = []
-
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.start)
-
-    model.fit(dataset, epochs=2, steps_per_epoch=steps, verbose=0, callbacks=[Clock()], shuffle=False)
-    return 1000 * times[-1] / steps
+    clock = EpochClock()
+    model.fit(dataset, epochs=2, steps_per_epoch=steps, verbose=0, callbacks=[clock], shuffle=False)
+    return 1000 * clock.seconds[-1] / steps
 
 
 def measure_input_wait(model: keras.Model, dataset: tf.data.Dataset, steps: int = 20) -> InputWait:

@@ -21,6 +21,20 @@ class SkipTitle(Exception):
     """A title left out on purpose; str() is the reason, counted in the summary."""
 
 
+class OneHostSite:
+    """A site whose pages and API share one host, `SITE`, which --base-url replaces."""
+
+    SITE = ""
+
+    @classmethod
+    def base(cls, options) -> str:
+        return (options.base_url or cls.SITE).rstrip("/")
+
+    @classmethod
+    def referer(cls, options) -> str:
+        return cls.base(options) + "/"
+
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 

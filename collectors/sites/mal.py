@@ -8,7 +8,7 @@ from urllib.parse import urljoin
 from collectors.fetching import SelectorError, Session
 from collectors.records import ImageLink, TitleRecord
 from collectors.settings import CollectOptions
-from collectors.sites import SkipTitle, TitleStub
+from collectors.sites import OneHostSite, SkipTitle, TitleStub
 
 SITE = "https://myanimelist.net"
 TOP_ANIME = "/topanime.php?limit={offset}"
@@ -35,17 +35,10 @@ return [...document.querySelectorAll(rows)].map(row => {
 """
 
 
-class MyAnimeList:
+class MyAnimeList(OneHostSite):
+    SITE = SITE
     name = "mal"
     default_min_episodes = 0
-
-    @staticmethod
-    def base(options: CollectOptions) -> str:
-        return (options.base_url or SITE).rstrip("/")
-
-    @classmethod
-    def referer(cls, options: CollectOptions) -> str:
-        return cls.base(options) + "/"
 
     @classmethod
     def titles(cls, session: Session, options: CollectOptions) -> Iterator[TitleStub]:

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from collectors.fetching import Session
 from collectors.records import ImageLink, TitleRecord
 from collectors.settings import CollectOptions
-from collectors.sites import WEEKDAYS, SkipTitle, TitleStub
+from collectors.sites import WEEKDAYS, OneHostSite, SkipTitle, TitleStub
 
-SITE = "https://comic.naver.com"
+SITE = "https://comic.naver.com"  # also the Referer its image host insists on
 WEEKDAY_LIST = "/api/webtoon/titlelist/weekday?order=user"
 FINISHED_LIST = "/api/webtoon/titlelist/finished?page={page}&order=UPDATE"
 TITLE_INFO = "/api/article/list/info?titleId={id}"
@@ -22,18 +22,10 @@ DAY_KEYS = dict(zip(WEEKDAYS, ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FR
 PAINTER_TYPES = ("ARTIST_PAINTER",)
 
 
-class NaverWebtoon:
+class NaverWebtoon(OneHostSite):
+    SITE = SITE
     name = "naver"
     default_min_episodes = 200
-
-    @staticmethod
-    def base(options: CollectOptions) -> str:
-        return (options.base_url or SITE).rstrip("/")
-
-    @classmethod
-    def referer(cls, options: CollectOptions) -> str:
-        # The image host refuses requests without this Referer.
-        return cls.base(options)
 
     @classmethod
     def titles(cls, session: Session, options: CollectOptions) -> Iterator[TitleStub]:
