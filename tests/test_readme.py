@@ -31,6 +31,6 @@ def test_readme_main_job_runs():
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
-    assert lines[0] == "examples/icons/tango/tango/actions__document-save.png"
+    assert lines[0] == "examples/icons/matthieu-james/faenza/devices__audio-card.png"
     assert lines[1].startswith("  authors: ") and "similar titles (embedding):" in result.stdout
     assert sum(1 for line in lines if re.match(r"\s+\d+\.\s", line)) == 10
