@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from collectors.browser import DEFAULT_USER_AGENT, BrowserConfig, BrowserError
-from collectors.settings import CollectOptions, Politeness
+from collectors.settings import CollectOptions, Politeness, Timeouts
 from collectors.sites import WEEKDAYS
 
 EXIT_FAILURES = 1
@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retries", type=int, default=Politeness.retries)
     parser.add_argument("--backoff", type=float, default=Politeness.backoff_base,
                         help="first back-off pause in seconds, doubled per retry")
+    parser.add_argument("--timeout", type=float,
+                        help="seconds for a page, an in-page fetch, an element and a download "
+                             "(default 30, 30, 10 and 30)")
     parser.add_argument("--ignore-robots", action="store_true", help="do not honour robots.txt")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -53,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from collectors.store import CatalogStore
     from datasets.catalog import Catalog, CatalogError
 
+    if args.timeout is not None and args.timeout <= 0:
+        print(f"error: --timeout must be positive, got {args.timeout}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if not 0 <= args.min_delay <= args.max_delay:
         print(f"error: --min-delay {args.min_delay} and --max-delay {args.max_delay}: need "
               "0 <= min <= max", file=sys.stderr)
@@ -61,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              tuple(t for t in args.keep_types.split(",") if t))
     politeness = Politeness(args.min_delay, args.max_delay, not args.ignore_robots, args.retries,
                             args.backoff)
-    browser = BrowserConfig(remote=args.remote, user_agent=args.user_agent, chromedriver=args.chromedriver)
+    timeouts = Timeouts(*[args.timeout] * 4) if args.timeout else Timeouts()
+    browser = BrowserConfig(remote=args.remote, user_agent=args.user_agent, chromedriver=args.chromedriver,
+                            timeouts=timeouts)
     try:
         with Catalog(args.catalog, create=True) as catalog:
             store = CatalogStore(catalog, args.images or args.catalog.resolve().parent / "images")

@@ -65,6 +65,8 @@ class Session:
 
     def get_json(self, url: str, page: str) -> dict:
         """GET url with fetch() from inside `page` (opened once: same origin, same cookies)."""
+        from selenium.common.exceptions import TimeoutException
+
         origin = "{0.scheme}://{0.netloc}".format(urlsplit(page))
         if self.origin != origin:
             self.open_page(page)
@@ -73,10 +75,13 @@ class Session:
 
         def attempt() -> dict:
             self.clock.wait(url)
-            answer = self.driver.execute_async_script(_FETCH_SCRIPT, url, int(self.timeouts.script * 900))
+            try:
+                answer = self.driver.execute_async_script(_FETCH_SCRIPT, url, int(self.timeouts.script * 900))
+            except TimeoutException:  # the script timeout, past the in-page abort
+                raise RetryableError(f"no answer within {self.timeouts.script:.0f} s") from None
             status = answer["status"]
             if status == 0 or status in RETRY_STATUSES:
-                raise RetryableError(f"HTTP {status}" if status else f"network error: {answer['body'][:120]}",
+                raise RetryableError(f"HTTP {status}" if status else f"no answer ({answer['body'][:120]})",
                                      status)
             if status >= 400:
                 raise FetchError(f"{self.site}: GET {url}: HTTP {status}", status)
@@ -120,6 +125,22 @@ class Session:
         if required and not values:
             raise SelectorError(f"{self.site}: selector {css!r} found nothing on {self.driver.current_url}")
         return values
+
+    def scroll_until(self, css: str, attribute: str) -> str | None:
+        """Scroll the first `css` element into view and wait for its lazy `attribute` (an http URL)."""
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        elements = self.driver.find_elements("css selector", css)
+        if not elements:
+            return None
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", elements[0])
+        try:
+            return WebDriverWait(self.driver, self.timeouts.element).until(
+                lambda _: (elements[0].get_attribute(attribute) or "").startswith("http")
+                and elements[0].get_attribute(attribute))
+        except TimeoutException:
+            return None
 
     # --- images from the CDN --------------------------------------------------------
 

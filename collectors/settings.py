@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds."""
+    """Seconds; `--timeout` sets all four at once."""
 
     page_load: float = 30.0  # a whole page, scripts included
     script: float = 30.0  # an in-page fetch() run through execute_async_script
@@ -25,7 +25,7 @@ class Politeness:
     retries: int = 5  # after the first attempt, on 403, 429, 5xx and timeouts
     backoff_base: float = 2.0  # seconds before the first retry; doubled each time
     backoff_cap: float = 120.0
-    concurrency: int = 1
+    # One request at a time per collector; to go wider, run collectors on a Selenium Grid (--remote).
 
 
 @dataclass(frozen=True)

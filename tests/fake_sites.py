@@ -3,9 +3,11 @@
 One threaded HTTP server answers all three sites' paths (their paths do not clash). It
 logs every request with its headers, so tests can see what the collectors sent.
 
-Faults: an adult title, a title too short, a list endpoint that answers 429 once, a
-corrupt episode thumbnail, a title whose info always answers 503, images that robots.txt
-forbids, a MAL page whose markup changed, and ONA / Unknown types.
+Faults: an adult title, a title too short, a list endpoint that answers 429 once, an info
+endpoint that answers 500 once, an image that hangs once, a corrupt episode thumbnail, a
+title whose info always answers 503, images that robots.txt forbids, a MAL page whose
+markup changed, a poster that loads only when scrolled into view, and ONA / Unknown types.
+Pagination: Naver's episode lists come 2 to a page, Kakao's at most 2 per request.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -55,6 +58,9 @@ MAL = {
     "5": {"title": "Changed Layout", "type": "TV", "studios": ["Old Studio"], "genres": ["Drama"],
           "themes": [], "demographic": [], "score": "7.0", "members": "100", "synopsis": "x", "og": True,
           "broken_markup": True},
+    "6": {"title": "Deep Scroll", "type": "TV", "studios": ["Scroll House"], "genres": ["Adventure"],
+          "themes": [], "demographic": ["Shounen"], "score": "8.0", "members": "5,000", "synopsis": "Down.",
+          "og": False, "scroll_only": True},
 }
 
 
@@ -67,7 +73,10 @@ def png(author: int, index: int) -> bytes:
 class FakeSites:
     def __init__(self):
         self.log: list[dict] = []
-        self.flaky_left = {"/api/article/list?titleId=104&page=1": 1}
+        self.flaky_left = {"/api/article/list?titleId=104&page=1": (1, 429),
+                           "/decorator/v2/decorator/contents/2003": (1, 500)}
+        self.hang_left = {"/cdn/kakao/2001/2.png": 1}
+        self.hang_seconds = 4.0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -87,9 +96,10 @@ class FakeSites:
 
     def route(self, path: str, query: dict[str, list[str]], headers: dict) -> tuple[int, str, bytes]:
         full = path + ("?" + "&".join(f"{k}={v[0]}" for k, v in query.items()) if query else "")
-        if self.flaky_left.get(full, 0) > 0:
-            self.flaky_left[full] -= 1
-            return 429, "application/json", b'{"error": "slow down"}'
+        if self.flaky_left.get(full, (0, 0))[0] > 0:
+            left, status = self.flaky_left[full]
+            self.flaky_left[full] = (left - 1, status)
+            return status, "application/json", b'{"error": "try again"}'
         if path == "/robots.txt":
             return 200, "text/plain", ROBOTS.encode()
         if path == "/":
@@ -166,7 +176,7 @@ class FakeSites:
                                        "authors": [{"name": n, "type": t} for n, t in entry[1]],
                                        "seoKeywords": entry[2], "synopsis": f"About {entry[0]}",
                                        "seoId": entry[0].lower().replace(" ", "-")}})
-        offset, limit = int(query["offset"][0]), int(query["limit"][0])
+        offset, limit = int(query["offset"][0]), min(int(query["limit"][0]), 2)  # the server's page cap
         numbers = range(offset + 1, min(offset + limit, entry[3]) + 1)
         return self.json({"data": {"episodes": [{"no": n, "asset": {
             "thumbnailImage": f"{self.base}/cdn/kakao/{cid}/{n}.png"}} for n in numbers],
@@ -198,8 +208,15 @@ class FakeSites:
                    + row("Studios", anime["studios"]) + row("Genres", anime["genres"])
                    + row("Themes", anime["themes"]) + row("Demographic", anime["demographic"])
                    + f'{pad}Members:</span> {anime["members"]}</div>')
-        body = (f'<html><head>{head}</head><body>{title}<div class="leftside"><img class="lazyload" '
-                f'data-src="{poster}" alt="">{sidebar}</div>'
+        image = f'<img class="lazyload" data-src="{poster}" alt="">'
+        if anime.get("scroll_only"):
+            # The URL lives only in the page's script, which sets src once the image is in view.
+            image = ('<div style="height:4000px"></div><img class="lazyload" alt="">'
+                     f'<script>const poster = "{poster}";'
+                     "new IntersectionObserver((entries, seen) => entries.forEach(e => {"
+                     "if (e.isIntersecting) { e.target.src = poster; seen.disconnect(); }}))"
+                     ".observe(document.querySelector('img.lazyload'));</script>")
+        body = (f'<html><head>{head}</head><body>{title}<div class="leftside">{image}{sidebar}</div>'
                 f'<span itemprop="ratingValue">{anime["score"]}</span>'
                 f'<p itemprop="description">{anime["synopsis"]}</p></body></html>')
         return 200, "text/html", body.encode()
@@ -215,6 +232,9 @@ class FakeSites:
             def do_GET(self):
                 parts = urlsplit(self.path)
                 headers = dict(self.headers)
+                if sites.hang_left.get(parts.path, 0) > 0:
+                    sites.hang_left[parts.path] -= 1
+                    time.sleep(sites.hang_seconds)  # the client gives up first
                 sites.log.append({"path": self.path, "headers": headers})
                 status, kind, body = sites.route(parts.path, parse_qs(parts.query), headers)
                 self.send_response(status)

@@ -119,7 +119,7 @@ def test_kill_and_rerun_loses_nothing_and_duplicates_nothing(sites, tmp_path):
 
 def test_kakao_takes_the_illustrator_as_author(sites, tmp_path):
     catalog = tmp_path / "catalog.sqlite"
-    result = collect(sites, "kakao", catalog, "--min-episodes", "2", check_exit=0)
+    result = collect(sites, "kakao", catalog, "--min-episodes", "2", "--timeout", "2", check_exit=0)
     titles = rows(catalog, "SELECT t.name, a.name FROM titles t JOIN authors a ON a.id = t.author_id "
                            "ORDER BY 1")
     assert titles == [("Blue Harbor", "Drawer Lee"), ("Green Field", "Solo Artist")]
@@ -127,6 +127,11 @@ def test_kakao_takes_the_illustrator_as_author(sites, tmp_path):
     assert "collected 5 images from 2 titles" in result.stdout
     genres = rows(catalog, "SELECT g.name FROM genres g ORDER BY 1")
     assert ("romance",) in genres and ("daily",) in genres
+    assert "decorator/contents/2003: HTTP 500; retrying" in result.stderr  # then succeeded
+    assert "cdn/kakao/2001/2.png: timed out; retrying" in result.stderr  # the hanging image, then fine
+    assert [p for _, p, _, _ in rows(catalog, IMAGES)] == [1, 2, 3, 1, 2]
+    offsets = [r["path"] for r in sites.requests("/episode/") if "contents/2001/" in r["path"]]
+    assert any("offset=2" in path for path in offsets)  # the server's page cap forced a second page
 
 
 def test_kakao_weekday_and_min_episodes(sites, tmp_path):
@@ -144,7 +149,8 @@ def test_mal_reads_posters_labels_and_info(mal_run):
     catalog, _ = mal_run
     titles = rows(catalog, "SELECT t.source_id, t.name, a.name FROM titles t LEFT JOIN authors a "
                            "ON a.id = t.author_id ORDER BY 1")
-    assert titles == [("1", "Star Lancer", "Studio Orbit"), ("2", "Quiet Tea", "Leaf Works")]
+    assert titles == [("1", "Star Lancer", "Studio Orbit"), ("2", "Quiet Tea", "Leaf Works"),
+                      ("6", "Deep Scroll", "Scroll House")]
     kinds = rows(catalog, "SELECT g.kind, g.name FROM title_genres tg JOIN genres g ON g.id = tg.genre_id "
                           "JOIN titles t ON t.id = tg.title_id WHERE t.source_id = '1' ORDER BY 1, 2")
     assert kinds == [("demographic", "Seinen"), ("genre", "Action"), ("genre", "Sci-Fi"), ("theme", "Space")]
@@ -156,7 +162,9 @@ def test_mal_reads_posters_labels_and_info(mal_run):
                                 "WHERE t.source_id = '2' AND i.key = 'synopsis_placeholder'")
     assert placeholder == [("1",)]
     posters = rows(catalog, IMAGES)
-    assert [p[3].rsplit("/", 3)[-3:] for p in posters] == [["mal", "1", "0.png"], ["mal", "2", "0.png"]]
+    # 1 from og:image, 2 from the lazy data-src, 6 from the src set only once scrolled into view
+    assert [p[3].rsplit("/", 3)[-3:] for p in posters] == [["mal", "1", "0.png"], ["mal", "2", "0.png"],
+                                                            ["mal", "6", "0.png"]]
 
 
 def test_mal_drops_ona_and_unknown_and_names_a_broken_selector(sites, mal_run):

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,3 +196,70 @@ def test_demo_bundle_ships_and_answers_with_no_bundle_flag():
     author_top1 = np.mean([r["authors"][0]["name"] == a for r, (a, _) in zip(results, truth, strict=True)])
     # 27 titles and 14 authors: the priors are about 1/27 and 1/14. Measured: 0.75, 1.0, 0.78.
     assert title_hit10 == 1.0 and title_hit1 >= 0.6 and author_top1 >= 0.6
+
+
+def test_every_bad_input_gets_one_line_and_exit_2(tiny_run, tiny_bundle, tmp_path):
+    from tests.imagegen import png_bomb
+
+    good = tiny_run[0] / "a0t0_0.png"
+    whole = good.read_bytes()
+    (tmp_path / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "words.png").write_text("not a picture")
+    png_bomb(tmp_path / "bomb.png")
+    (tmp_path / "folder.png").mkdir()
+    cases = {"missing.png": "no such file", "truncated.png": "truncated or corrupt",
+             "empty.png": "empty file", "words.png": "not an image", "bomb.png": "decompression bomb", "folder.png": "is a directory"}
+    for name, problem in cases.items():
+        result = run_cli("inference.similar", str(tmp_path / name), "--bundle", str(tiny_bundle),
+                         check_exit=2)
+        assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+        assert result.stderr.startswith(f"error: {tmp_path / name}: ") and problem in result.stderr
+        assert result.stdout == ""
+
+
+def test_a_bundle_of_another_format_is_one_line(tiny_run, tiny_bundle, tmp_path):
+    future = tmp_path / "future"
+    shutil.copytree(tiny_bundle, future)
+    meta = json.loads((future / "bundle.json").read_text())
+    meta["format"] = 99
+    (future / "bundle.json").write_text(json.dumps(meta))
+    result = run_cli("inference.similar", str(tiny_run[0] / "a0t0_0.png"), "--bundle", str(future),
+                     check_exit=2)
+    assert result.stderr == f"error: {future}: bundle format 99, this version of Stylefinder reads format 1\n"
+
+
+def test_unusual_modes_are_answered_through_the_loader(tiny_run, tiny_bundle, tmp_path):
+    from PIL import Image
+
+    base = Image.open(tiny_run[0] / "a1t0_1.png").convert("RGB")
+    variants = {
+        "rgba.png": base.convert("RGBA"),
+        "palette.png": base.convert("P", palette=Image.Palette.ADAPTIVE),
+        "cmyk.jpg": base.convert("CMYK"),
+        "grey16.png": base.convert("L").point(lambda v: v * 256, mode="I").convert("I;16"),
+        "grey.png": base.convert("L"),
+    }
+    for name, image in variants.items():
+        image.save(tmp_path / name)
+    base.save(tmp_path / "animated.gif", save_all=True, append_images=[base.rotate(90)], duration=100)
+    names = [*variants, "animated.gif"]
+    document, _ = similar_json(*(tmp_path / n for n in names), "--bundle", tiny_bundle, "--top-k", 2)
+    assert document["errors"] == [] and len(document["results"]) == len(names)
+    rgb = find_similar(base, tiny_bundle, k=2)
+    by_name = {Path(r["image"]).name: r for r in document["results"]}
+    for name in ("rgba.png", "palette.png", "animated.gif"):  # same pixels as the RGB original
+        assert by_name[name]["titles"][0]["title"] == rgb.titles[0].title
+
+
+def test_litert_and_keras_embeddings_agree(tiny_run, tiny_bundle):
+    from inference.runner import KerasRunner, LiteRTRunner
+
+    bundle = Bundle.load(tiny_bundle)
+    rng = np.random.default_rng(0)
+    images = rng.random((6, *bundle.image_size, 3), dtype=np.float32)
+    lite, keras_out = LiteRTRunner(bundle)(images), KerasRunner(bundle)(images)
+    cosine = np.sum(lite["embedding"] * keras_out["embedding"], axis=1) / (
+        np.linalg.norm(lite["embedding"], axis=1) * np.linalg.norm(keras_out["embedding"], axis=1))
+    assert cosine.min() >= 0.999
+    np.testing.assert_allclose(lite["author"], keras_out["author"], atol=1e-4)

@@ -21,11 +21,17 @@ def report(tiny_run, tiny_bundle, tmp_path_factory):
     return out, queries, result
 
 
-def test_report_is_self_contained_with_a_sheet_per_query(report):
+def test_report_is_self_contained_with_a_sheet_per_query(report, tiny_bundle):
     out, queries, result = report
     assert result.returncode == 2  # one query was broken
     page = (out / "index.html").read_text()
     assert page.count('<section class="query">') == 3
+    for name in ("a0t0_0.png", "a1t1_2.png", "a2t2_3.png"):
+        assert str(queries / name) in page
+    from inference.bundle import Bundle
+
+    for title in Bundle.load(tiny_bundle).titles:  # k=5 of 6 titles: each appears at least once
+        assert f"<b>{title.name}</b>" in page
     assert "http://" not in page and "https://" not in page and "file:" not in page
     assert str(queries / "broken.png") in page and "Unreadable images" in page
     for sub in ("queries", "sheets"):

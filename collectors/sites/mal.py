@@ -17,6 +17,7 @@ RANKING_LINKS = "tr.ranking-list h3 a"
 TITLE = "h1.title-name"
 POSTER_META = 'meta[property="og:image"]'  # content
 POSTER_LAZY = "div.leftside img[data-src]"  # data-src, when og:image is missing
+POSTER_SCROLLED = "div.leftside img.lazyload"  # src, set by the page once the image is scrolled into view
 SYNOPSIS = 'p[itemprop="description"]'
 SCORE = 'span[itemprop="ratingValue"]'
 SIDEBAR_ROWS = "div.leftside div.spaceit_pad"  # "Type: TV", "Genres: Action, Drama", ...
@@ -72,10 +73,11 @@ class MyAnimeList(OneHostSite):
         if kind in DROPPED_TYPES and kind not in options.keep_types:
             raise SkipTitle(f"type {kind} (dropped by default; --keep-types {kind} keeps it)")
         poster = (session.select(POSTER_META, "content", required=False)
-                  or session.select(POSTER_LAZY, "data-src", required=False))
+                  or session.select(POSTER_LAZY, "data-src", required=False)
+                  or [p for p in [session.scroll_until(POSTER_SCROLLED, "src")] if p])
         if not poster:
-            raise SelectorError(f"mal: selectors {POSTER_META!r} and {POSTER_LAZY!r} found nothing on "
-                                f"{session.driver.current_url}")
+            raise SelectorError(f"mal: selectors {POSTER_META!r}, {POSTER_LAZY!r} and {POSTER_SCROLLED!r} "
+                                f"found nothing on {session.driver.current_url}")
         synopsis = " ".join(session.select(SYNOPSIS, required=False))
         studios = sidebar.get("Studios", ([], ""))[0]
         info = {"synopsis": synopsis, "type": kind,
