@@ -209,7 +209,8 @@ def test_every_bad_input_gets_one_line_and_exit_2(tiny_run, tiny_bundle, tmp_pat
     png_bomb(tmp_path / "bomb.png")
     (tmp_path / "folder.png").mkdir()
     cases = {"missing.png": "no such file", "truncated.png": "truncated or corrupt",
-             "empty.png": "empty file", "words.png": "not an image", "bomb.png": "decompression bomb", "folder.png": "is a directory"}
+             "empty.png": "empty file", "words.png": "not an image", "bomb.png": "decompression bomb",
+             "folder.png": "is a directory"}
     for name, problem in cases.items():
         result = run_cli("inference.similar", str(tmp_path / name), "--bundle", str(tiny_bundle),
                          check_exit=2)
