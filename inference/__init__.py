@@ -1,6 +1,5 @@
-"""Similarity queries on a model bundle, reports and the web app.
+"""Similarity queries on a model bundle: `find_similar`, the `similar` CLI, reports and the web app.
 
-Ready: the bundle format (`inference.bundle`) and the LiteRT runner
-(`inference.litert_model`), both free of TensorFlow. The query CLI, reports
-and web app are still to come.
+The query path (bundle, runner, search, query) needs only numpy, Pillow and LiteRT;
+TensorFlow is imported only when a bundle has no model.tflite.
 """

@@ -1,1 +1,1 @@
-"""Training, evaluation against baselines, and model-bundle export (not built yet)."""
+"""Training, evaluation against baselines, and model-bundle export."""
