@@ -205,3 +205,21 @@ def test_newer_schema_is_refused(tmp_path):
     db.close()
     with pytest.raises(CatalogError, match="schema version 99"):
         Catalog(tmp_path / "c.sqlite")
+
+
+def test_version_1_catalog_is_upgraded_in_place(tmp_path):
+    with Catalog(tmp_path / "c.sqlite", create=True) as catalog:
+        catalog.title_id("local", "T", "T", "A")
+    db = sqlite3.connect(tmp_path / "c.sqlite")
+    db.execute("DROP TABLE title_info")
+    db.execute("DROP INDEX images_source_url")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    with Catalog(tmp_path / "c.sqlite") as catalog:
+        assert catalog.count("titles") == 1
+        title_id = catalog.title_id("local", "T", "T", "A")
+        catalog.set_title_info(title_id, {"type": "TV"})
+        assert catalog.title_info("local", "T") == {"type": "TV"}
+        version = catalog.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    assert version == "2"
