@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from datasets.images import ImageError
+from datasets.images import ImageError, load_image
 from inference.bundle import BundleError
 from inference.query import DEMO_BUNDLE, MODES, SimilarityResult, StyleFinder
 
@@ -77,16 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     results, errors = [], []
     for start in range(0, len(args.images), BATCH):
-        batch = args.images[start:start + BATCH]
+        # Each file is decoded once; a bad one costs only itself, the rest go through as one batch.
+        pictures, names = [], []
+        for image in args.images[start:start + BATCH]:
+            try:
+                pictures.append(load_image(image, finder.max_pixels))
+                names.append(image)
+            except ImageError as err:
+                errors.append(str(err))
+        if not pictures:
+            continue
         try:
-            results.extend(finder.query(batch, args.top_k, args.mode))
-        except ImageError:
-            # Fall back to one at a time so that one bad file costs only itself.
-            for image in batch:
-                try:
-                    results.extend(finder.query([image], args.top_k, args.mode))
-                except ImageError as err:
-                    errors.append(str(err))
+            results.extend(finder.query(pictures, args.top_k, args.mode, names=names))
         except BundleError as err:
             print(f"error: {err}", file=sys.stderr)
             return EXIT_BAD_INPUT

@@ -240,3 +240,13 @@ def test_bad_catalog_is_one_line_and_untouched(sites, tmp_path):
     assert str(notes) in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert notes.read_text() == "not a database at all"
     assert not (tmp_path / "images").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--timeout", "0"], "--timeout must be positive"),
+    (["--min-delay", "5", "--max-delay", "1"], "need 0 <= min <= max"),
+])
+def test_bad_options_are_one_line(tmp_path, flags, message):
+    result = run_cli("collectors", "naver", "--catalog", str(tmp_path / "c.sqlite"), *flags, check_exit=2)
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "c.sqlite").exists()

@@ -70,3 +70,12 @@ def test_report_page_renders_in_chromium(report):
         shot = out / "screenshot.png"
         browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+
+def test_bad_bundle_and_top_k_are_one_line(tiny_run, tmp_path):
+    image = str(tiny_run[0] / "a0t0_0.png")
+    for args, message in ((["--bundle", str(tmp_path / "none")], "no such bundle folder"),
+                          (["--top-k", "0"], "--top-k must be between 1 and 100")):
+        result = run_cli("inference.report", image, "--out", str(tmp_path / "out"), *args, check_exit=2)
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()

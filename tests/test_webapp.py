@@ -201,3 +201,9 @@ def test_page_uploads_and_shows_ten_titles_in_chromium(tmp_path):
             shutil.copy(shot, SCREENSHOT)
     finally:
         running.stop()
+
+
+def test_serve_with_a_bad_bundle_is_one_line(tmp_path):
+    result = run_cli("inference.serve", "--bundle", str(tmp_path / "none"), "--port", str(free_port()),
+                     check_exit=2)
+    assert result.stderr == f"error: {tmp_path / 'none'}: no such bundle folder\n"
