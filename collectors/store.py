@@ -9,7 +9,6 @@ already holds, and skips titles marked complete. Broken downloads go to
 
 from __future__ import annotations
 
-import hashlib
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,10 +52,9 @@ class CatalogStore:
     def save_image(self, record: TitleRecord, title_id: int, link: ImageLink, data: bytes,
                    summary: Summary) -> bool:
         """Store one download; False when it was broken (quarantined) or flat."""
-        digest = hashlib.sha256(data).hexdigest()
         folder = self.images_dir / record.source / _safe(record.source_id)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{link.position:05d}-{digest[:12]}.part"
+        tmp = folder / f".{link.position:05d}.part"
         tmp.write_bytes(data)
         try:
             info = inspect_image(tmp)
@@ -72,7 +70,7 @@ class CatalogStore:
             tmp.unlink()
             summary.skip("flat single-colour image")
             return False
-        final = folder / f"{link.position:05d}-{digest[:12]}{extension}"
+        final = folder / f"{link.position:05d}-{info.sha256[:12]}{extension}"  # the loader hashed it
         os.replace(tmp, final)
         with self.catalog.transaction():
             self.catalog.add_image(title_id, final, info, _now(), source_url=link.url, position=link.position)

@@ -77,16 +77,15 @@ def serving_model(model) -> keras.Model:
     return keras.Model(model.input, {n: model.output[n] for n in SERVING_OUTPUTS if n in model.output})
 
 
-def write_tflite(model, path: Path, size: tuple[int, int], check_rows) -> float:
-    """Convert the serving outputs to LiteRT and check that embeddings agree with Keras."""
+def write_tflite(serving: keras.Model, path: Path, size: tuple[int, int], check_rows) -> float:
+    """Convert `serving` (see serving_model) to LiteRT and check that embeddings agree with Keras."""
     # Keras's own LiteRT export: TFLiteConverter.from_concrete_functions on this TF/Keras pair
     # left the weights as uninitialised resource variables (garbage outputs).
-    serving = serving_model(model)
     with quiet_stderr():
         serving.export(str(path), format="litert", verbose=False)
     images, _, _ = load_rows(check_rows, size)
     lite = LiteRTModel(path)(images)
-    keras_embeddings = model.predict(images, verbose=0)["embedding"]
+    keras_embeddings = serving.predict(images, verbose=0)["embedding"]
     cosine = float(np.min(np.sum(lite["embedding"] * keras_embeddings, axis=1)))
     if cosine < MIN_TFLITE_COSINE:
         raise RuntimeError(f"{path}: LiteRT and Keras embeddings disagree (cosine {cosine:.5f})")
