@@ -160,3 +160,16 @@ def test_input_wait_probe_is_logged_and_saved(tmp_path):
     saved = json.loads((tmp_path / "runs" / "probe" / "input_wait.json").read_text())
     assert 0 <= saved["share"] < 1 and saved["step_ms_pipeline"] > 0 and saved["step_ms_in_memory"] > 0
     assert "input wait" in result.stderr and "of the step time" in result.stderr
+
+
+def test_state_is_written_last_and_resume_drops_rows_of_unfinished_epochs(tmp_path):
+    from training.callbacks import ResumeState, trim_history
+    from training.config import RunConfig
+    from training.trainer import _callbacks
+
+    callbacks = _callbacks(tmp_path, "train", "val_author_accuracy", None, RunConfig(), 10, 3, resumed=False)
+    assert isinstance(callbacks[-1], ResumeState)  # a kill never leaves state ahead of history
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,loss\n0,1.0\n1,0.9\n2,0.8\n")
+    trim_history(history, 2)
+    assert history.read_text().splitlines() == ["epoch,loss", "0,1.0", "1,0.9"]

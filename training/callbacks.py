@@ -85,6 +85,27 @@ def read_state(run_dir: Path) -> dict | None:
     return json.loads(path.read_text())
 
 
+def trim_history(history_csv: Path, epochs_done: int) -> None:
+    """Drop rows of epochs past `epochs_done`: a kill after the row but before state.json
+    means the epoch runs again on resume, and its row would otherwise appear twice."""
+    import csv
+
+    if not history_csv.is_file():
+        return
+    with open(history_csv, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    kept = [r for r in rows if int(r["epoch"]) < epochs_done]
+    if len(kept) == len(rows) or not fields:
+        return
+    tmp = history_csv.with_name(history_csv.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(kept)
+    os.replace(tmp, history_csv)
+
+
 def plot_curves(history_csv: Path, out: Path) -> Path | None:
     """Loss and accuracy curves from the history CSV, as one PNG."""
     import csv

@@ -20,7 +20,7 @@ from models.registry import backbone_spec, check_size, create_backbone
 from models.saving import load_model
 from models.style_model import StyleModel
 from models.transfer import pretrained_base
-from training.callbacks import EpochLog, ResumeState, plot_curves, read_state
+from training.callbacks import EpochLog, ResumeState, plot_curves, read_state, trim_history
 from training.config import ModelConfig, RunConfig
 from training.data import TrainingData, Vocabulary, load_training_data
 from training.input_wait import measure_input_wait
@@ -123,6 +123,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
             with runtime.strategy.scope():  # a fresh optimizer: the probe's steps leave no trace
                 compile_model(model, config.model, learning_rate, config.train.weight_decay,
                               config.train.jit_compile)
+        if done > 0:
+            trim_history(run_dir / "history.csv", done)
         callbacks = _callbacks(run_dir, phase, monitor, best, config, stream.sampler.epoch_size, end,
                                resumed=done > 0, input_wait=input_wait.share if input_wait else None)
         model.fit(train_data, epochs=end, initial_epoch=done, steps_per_epoch=stream.steps_per_epoch,
@@ -208,14 +210,16 @@ def _callbacks(run_dir: Path, phase: str, monitor: str, best: float | None, conf
     callbacks = [
         keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor=monitor, mode="max",
                                         save_best_only=True, initial_value_threshold=best),
-        ResumeState(run_dir, phase, monitor, best),
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=train.early_stopping_patience),
         keras.callbacks.CSVLogger(run_dir / "history.csv", append=resumed),
         keras.callbacks.TensorBoard(run_dir / "tensorboard", write_graph=False, profile_batch=0),
         EpochLog(images_per_epoch, epochs, input_wait),
     ]
     if train.lr_schedule == "plateau":
-        callbacks.insert(3, keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max",
+        callbacks.insert(2, keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max",
                                                               factor=train.lr_factor,
                                                               patience=train.lr_patience))
+    # Last: state.json may say an epoch is done only once its history row, checkpoint and
+    # learning-rate change are on disk, or a kill in between would lose them on resume.
+    callbacks.append(ResumeState(run_dir, phase, monitor, best))
     return callbacks
