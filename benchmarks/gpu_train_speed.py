@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras
 import numpy as np
 
+from models.cosine_margin_loss import CosineMarginLoss
 from models.registry import create_backbone
 from models.style_model import StyleModel
 from training.callbacks import EpochClock
@@ -35,7 +36,7 @@ def measure(name: str, side: int, policy: str, batch: int, steps: int, labels: i
                        num_titles=titles)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3),
                   loss={"author": "sparse_categorical_crossentropy",
-                        "title": "sparse_categorical_crossentropy"},
+                        "title": CosineMarginLoss(margin=0.2)},
                   jit_compile="auto")
     rng = np.random.default_rng(0)
     count = batch * steps

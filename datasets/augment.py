@@ -7,7 +7,7 @@ not depend on its batch, and the same call gives the same result eagerly and
 inside `Dataset.map`.
 
 Three kinds of op, so that XLA can fuse the whole augmentation into one loop:
-- geometric (flip, rotate, zoom, translate) each give a matrix; their product
+- geometric (flip, rotate, zoom, translate, pixel_shift) each give a matrix; their product
   is applied in one bilinear resampling pass written with plain gathers
   (TensorFlow's ImageProjectiveTransform kernel was 2.4x slower on the CPU);
 - linear (contrast, brightness) each give a per-sample gain and bias;
@@ -111,6 +111,16 @@ def zoom(params: tf.Tensor, config: AugmentConfig, height: int, width: int) -> t
 def translate(params: tf.Tensor, config: AugmentConfig, height: int, width: int) -> tf.Tensor:
     dx = _draw(params, "shift_x", config.translation) * width
     dy = _draw(params, "shift_y", config.translation) * height
+    zero, one = tf.zeros_like(dx), tf.ones_like(dx)
+    return _matrices([[one, zero, -dx], [zero, one, -dy], [zero, zero, one]])
+
+
+@register("pixel_shift", _positive("pixel_shift"), kind="geometric")
+def pixel_shift(params: tf.Tensor, config: AugmentConfig, height: int, width: int) -> tf.Tensor:
+    # Integers drawn evenly from -n..n; whole-pixel offsets make the bilinear taps exact copies.
+    span = 2 * config.pixel_shift + 1
+    dx = tf.minimum(tf.floor(params[:, _COLUMN["shift_x"]] * span), span - 1) - config.pixel_shift
+    dy = tf.minimum(tf.floor(params[:, _COLUMN["shift_y"]] * span), span - 1) - config.pixel_shift
     zero, one = tf.zeros_like(dx), tf.ones_like(dx)
     return _matrices([[one, zero, -dx], [zero, one, -dy], [zero, zero, one]])
 

@@ -59,6 +59,9 @@ class AugmentConfig:
     rotation_degrees: float = 10.0
     zoom: float = 0.1  # scale drawn from [1 - zoom, 1 + zoom]; above 1 crops in
     translation: float = 0.1  # shift up to this fraction of the width and height
+    # Shift by whole pixels, up to this many (instead of `translation`): every pixel is
+    # copied exactly, so rendering detail (anti-aliasing, 1-px outlines) survives.
+    pixel_shift: int = 0
     brightness: float = 0.1  # added, on a 0-1 scale
     contrast: float = 0.1  # factor drawn from [1 - contrast, 1 + contrast]
     # Colour jitter stays off by default: colour is part of a style.
@@ -74,6 +77,10 @@ class AugmentConfig:
                      "saturation"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if self.pixel_shift < 0:
+            raise ValueError("pixel_shift must not be negative")
+        if self.pixel_shift and self.translation:
+            raise ValueError("choose translation or pixel_shift, not both")
         if self.zoom >= 1 or self.contrast >= 1 or self.saturation >= 1:
             raise ValueError("zoom, contrast and saturation must be below 1")
 

@@ -12,14 +12,22 @@ from models.registry import register_backbone
                    description="conv-BN-ReLU blocks, global pooling; our default")
 def style_cnn(input_shape, pooling: str = "avg", weights: str | None = None,
               filters: tuple[int, ...] = (32, 64, 128, 256), convs_per_block: int = 2,
-              bn_momentum: float = 0.9):
+              bn_momentum: float = 0.9, gram_blocks: tuple[int, ...] = ()):
     """Blocks of `convs_per_block` 3x3 conv-BN-ReLU, 2x2 max-pool between blocks, then pooling.
+
+    `gram_blocks` (1-based) adds the Gram matrix of those blocks' outputs to the features,
+    as style transfer does: early blocks see strokes, shading and edges at full resolution,
+    where the last block's few positions make a poor texture statistic.
 
     Batch-norm statistics follow the data faster than Keras's default (momentum 0.99):
     runs on a CPU have few steps per epoch, and validation uses those statistics.
     """
+    bad = [b for b in gram_blocks if not 1 <= b <= len(filters)]
+    if bad:
+        raise ValueError(f"gram_blocks {bad[0]} is not a block of style_cnn (1 to {len(filters)})")
     inputs = keras.Input(input_shape, name="image")
     x = inputs
+    styles = []
     for block, width in enumerate(filters):
         if block:
             x = keras.layers.MaxPooling2D(name=f"block{block}_pool")(x)
@@ -28,7 +36,12 @@ def style_cnn(input_shape, pooling: str = "avg", weights: str | None = None,
             x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=stem)(x)
             x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{stem}_bn")(x)
             x = keras.layers.ReLU(name=f"{stem}_relu")(x)
-    model = keras.Model(inputs, pool_features(x, pooling), name="style_cnn")
+        if block + 1 in gram_blocks:
+            styles.append(pool_features(x, "gram", name=f"block{block + 1}_style"))
+    features = pool_features(x, pooling)
+    if styles:
+        features = keras.layers.Concatenate(name="style_concat")([*styles, features])
+    model = keras.Model(inputs, features, name="style_cnn")
     if weights:
         model.load_weights(weights)
     return model

@@ -15,8 +15,8 @@ class StyleModel(keras.Model):
     - `author`: softmax over authors (when num_authors > 0);
     - `genres`: independent sigmoids (when num_genres > 0);
     - `embedding`: L2-normalised style vector, used for similarity search;
-    - `title`: cosine softmax over training titles (when num_titles > 0); it only
-      shapes the embedding during training and is dropped at export.
+    - `title`: cosine logits over training titles (when num_titles > 0), trained with
+      `CosineMarginLoss`; it only shapes the embedding and is dropped at export.
     """
 
     def __init__(self, backbone: keras.Model, num_authors: int = 0, num_genres: int = 0,

@@ -24,6 +24,7 @@ ONLY = {
     "rotate": {"rotation_degrees": 20.0},
     "zoom": {"zoom": 0.3},
     "translate": {"translation": 0.2},
+    "pixel_shift": {"pixel_shift": 3},
     "brightness": {"brightness": 0.3},
     "contrast": {"contrast": 0.5},
     "hue": {"hue": 0.2},
@@ -63,6 +64,18 @@ def test_neutral_draws_leave_the_image_alone_and_flip_mirrors_exactly():
     flipped = make_augmenter(AugmentConfig(**{**OFF, "flip": "horizontal"}))(
         images, tf.zeros([6, N_PARAMS])).numpy()
     np.testing.assert_allclose(flipped, images.numpy()[:, :, ::-1] / 255.0, atol=1e-5)
+
+
+def test_pixel_shift_copies_whole_pixels_exactly():
+    images, params = batch()
+    shifted = make_augmenter(AugmentConfig(**{**OFF, "pixel_shift": 2}))(images, params).numpy()
+    source = images.numpy() / 255.0
+    for out, original in zip(shifted, source, strict=True):
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if np.allclose(out[2:-2, 2:-2], original[2 - dy:14 - dy, 2 - dx:14 - dx], atol=1e-6)]
+        assert len(matches) == 1, "not an exact whole-pixel shift"
+    with pytest.raises(ValueError, match="translation or pixel_shift"):
+        AugmentConfig(translation=0.1, pixel_shift=2)
 
 
 def make_images(folder: Path, counts: dict[str, int], size=16) -> LabelledImages:

@@ -7,6 +7,7 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("tensorflow")
 
 from inference.litert_model import LiteRTModel  # noqa: E402
+from models.cosine_margin_loss import CosineMarginLoss  # noqa: E402
 from models.registry import backbone_spec, create_backbone, list_backbones  # noqa: E402
 from models.saving import load_model  # noqa: E402
 from models.style_model import StyleModel  # noqa: E402
@@ -35,7 +36,7 @@ def test_backbone_trains_saves_reloads_and_exports(name, tmp_path):
                        num_genres=2, num_titles=4, embedding_dim=16)
     model.compile(optimizer="adam", loss={"author": "sparse_categorical_crossentropy",
                                           "genres": "binary_crossentropy",
-                                          "title": "sparse_categorical_crossentropy"})
+                                          "title": CosineMarginLoss(margin=0.2)})
     rng = np.random.default_rng(0)
     x = rng.random((4, *size, 3), dtype=np.float32)
     y = {"author": np.array([0, 1, 2, 0]), "genres": rng.integers(0, 2, (4, 2)).astype("float32"),
@@ -82,11 +83,38 @@ def test_pooling_options_reload(pooling, tmp_path):
                                model.predict(x, verbose=0)["embedding"], atol=1e-6)
 
 
+def test_gram_blocks_add_early_style_features_and_reload(tmp_path):
+    plain = create_backbone("style_cnn", input_shape=(16, 16, 3), pooling="avg", filters=(8, 16))
+    styled = create_backbone("style_cnn", input_shape=(16, 16, 3), pooling="avg", filters=(8, 16),
+                             gram_blocks=(1,))
+    assert styled.output_shape[-1] == plain.output_shape[-1] + 32 * 33 // 2
+    model = StyleModel(styled, num_authors=2)
+    x = np.random.default_rng(2).random((2, 16, 16, 3), dtype=np.float32)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(x, verbose=0)["embedding"],
+                               model.predict(x, verbose=0)["embedding"], atol=1e-6)
+    with pytest.raises(ValueError, match="gram_blocks 3 is not a block of style_cnn"):
+        create_backbone("style_cnn", input_shape=(16, 16, 3), filters=(8, 16), gram_blocks=(3,))
+
+
 def test_image_too_small_for_the_depth_fails_clearly():
     with pytest.raises(ValueError, match="image size 8x8 is too small for style_cnn"):
         create_backbone("style_cnn", input_shape=(8, 8, 3))
     with pytest.raises(ValueError, match="unknown backbone 'vgg99'"):
         create_backbone("vgg99")
+
+
+def test_cosine_margin_loss_matches_a_hand_computation():
+    scale, margin = 10.0, 0.3
+    cosines = np.array([[0.9, 0.1, -0.2], [0.2, 0.4, 0.3]], np.float32)
+    labels = np.array([0, 2])
+    logits = scale * (cosines - margin * np.eye(3)[labels])
+    by_hand = np.mean([np.log(np.exp(row).sum()) - row[y] for row, y in zip(logits, labels, strict=True)])
+    loss = CosineMarginLoss(scale, margin)
+    assert float(loss(labels, scale * cosines)) == pytest.approx(float(by_hand), rel=1e-5)
+    plain = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, scale * cosines)
+    no_margin = CosineMarginLoss(scale, 0.0)(labels, scale * cosines)
+    assert float(no_margin) == pytest.approx(float(plain), rel=1e-5)
 
 
 def test_focal_loss_matches_a_hand_computation():

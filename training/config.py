@@ -52,10 +52,14 @@ class ModelConfig:
     # A cosine softmax over training titles shapes the embedding for title search.
     title_loss_weight: float = 1.0
     title_scale: float = 16.0
+    # Additive cosine margin on the title head (CosFace); 0 is a plain cosine softmax.
+    title_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.genre_loss not in ("bce", "focal"):
             raise ValueError(f"model.genre_loss must be bce or focal, got {self.genre_loss!r}")
+        if not 0 <= self.title_margin < 1:
+            raise ValueError("model.title_margin must be in [0, 1)")
         if self.embedding_dim < 8:
             raise ValueError("model.embedding_dim must be at least 8")
 

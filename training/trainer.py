@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from datasets.decoded_cache import decode_all
 from datasets.pipeline import BalancedStream
+from models.cosine_margin_loss import CosineMarginLoss
 from models.registry import backbone_spec, check_size, create_backbone
 from models.saving import load_model
 from models.style_model import StyleModel
@@ -54,7 +55,7 @@ def compile_model(model: StyleModel, config: ModelConfig, learning_rate, weight_
         metrics["genres"] = [keras.metrics.AUC(multi_label=True, name="auc")]
         weights["genres"] = 1.0
     if model.num_titles:
-        losses["title"] = keras.losses.SparseCategoricalCrossentropy()
+        losses["title"] = CosineMarginLoss(config.title_scale, config.title_margin)
         weights["title"] = config.title_loss_weight
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay),
                   loss=losses, loss_weights=weights, metrics=metrics, jit_compile=jit_compile)
