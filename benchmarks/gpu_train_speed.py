@@ -1,6 +1,7 @@
 """Training images/s of our models on whatever accelerator Keras finds; prints one JSON document.
 
 usage: python benchmarks/gpu_train_speed.py [--models style_cnn:64,efficientnetv2_b0:96] [--batch 256]
+                                          [--mixed auto] [--jit-compile auto|on|off]
 
 Runs under any Keras 3 backend (KERAS_BACKEND=tensorflow, jax or torch), on synthetic in-memory
 batches, so it measures the model's training step, not the input pipeline. Each model is timed in
@@ -28,8 +29,8 @@ from models.style_model import StyleModel
 from training.callbacks import EpochClock
 
 
-def measure(name: str, side: int, policy: str, batch: int, steps: int, labels: int = 14,
-            titles: int = 27) -> dict:
+def measure(name: str, side: int, policy: str, batch: int, steps: int, jit_compile="auto",
+            labels: int = 14, titles: int = 27) -> dict:
     keras.mixed_precision.set_dtype_policy(policy)
     keras.utils.set_random_seed(0)
     model = StyleModel(create_backbone(name, input_shape=(side, side, 3)), num_authors=labels,
@@ -37,7 +38,7 @@ def measure(name: str, side: int, policy: str, batch: int, steps: int, labels: i
     model.compile(optimizer=keras.optimizers.AdamW(1e-3),
                   loss={"author": "sparse_categorical_crossentropy",
                         "title": CosineMarginLoss(margin=0.2)},
-                  jit_compile="auto")
+                  jit_compile=jit_compile)
     rng = np.random.default_rng(0)
     count = batch * steps
     x = rng.random((count, side, side, 3), dtype=np.float32)
@@ -48,7 +49,8 @@ def measure(name: str, side: int, policy: str, batch: int, steps: int, labels: i
     times = clock.seconds
     keras.mixed_precision.set_dtype_policy("float32")
     return {"model": name, "input": f"{side}x{side}", "policy": policy, "batch": batch,
-            "images_per_second": round(count / times[1]), "first_epoch_seconds": round(times[0], 1)}
+            "jit_compile": jit_compile, "images_per_second": round(count / times[1]),
+            "first_epoch_seconds": round(times[0], 1)}
 
 
 def main() -> None:
@@ -57,6 +59,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--mixed", default="auto", help="auto, mixed_bfloat16 or mixed_float16")
+    parser.add_argument("--jit-compile", default="auto", choices=("auto", "on", "off"),
+                        help="XLA: Keras's choice (auto), or forced on or off")
     args = parser.parse_args()
     backend = keras.backend.backend()
     device = _device_name(backend)
@@ -66,7 +70,8 @@ def main() -> None:
     for item in args.models.split(","):
         name, side = item.split(":")
         for policy in ("float32", mixed):
-            results.append(measure(name, int(side), policy, args.batch, args.steps))
+            jit = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
+            results.append(measure(name, int(side), policy, args.batch, args.steps, jit))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(json.dumps({"benchmark": "gpu_train_speed", "date": time.strftime("%Y-%m-%d"),
                       "backend": backend, "keras": keras.__version__, "device": device,
