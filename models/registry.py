@@ -8,6 +8,7 @@ modules are imported on first use, not when `models` is imported.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,16 +23,19 @@ class BackboneSpec:
     min_size: int  # smallest side the architecture accepts
     transfer: bool  # pretrained on ImageNet: train the head first, then fine-tune
     description: str
+    # (**options) -> None: raises ValueError for option values the builder would reject,
+    # so that a bad config fails before any data is read.
+    check: Callable[..., None] | None = None
 
 
 _BACKBONES: dict[str, BackboneSpec] = {}
 
 
 def register_backbone(name: str, default_size: tuple[int, int], min_size: int, transfer: bool = False,
-                      description: str = ""):
+                      description: str = "", check: Callable[..., None] | None = None):
     def add(build):
         _BACKBONES[name] = BackboneSpec(name, build, default_size, min_size, transfer,
-                                        description or (build.__doc__ or "").strip().splitlines()[0])
+                                        description or (build.__doc__ or "").strip().splitlines()[0], check)
         return build
     return add
 
@@ -54,6 +58,7 @@ def create_backbone(name: str, input_shape: tuple[int, int, int] | None = None, 
     spec = backbone_spec(name)
     shape = input_shape or (*spec.default_size, 3)
     check_size(spec, shape[:2])
+    check_options(spec, options)
     return spec.build(input_shape=shape, pooling=pooling, weights=weights, **options)
 
 
@@ -61,6 +66,17 @@ def check_size(spec: BackboneSpec, size: tuple[int, int]) -> None:
     if min(size) < spec.min_size:
         raise ValueError(f"image size {size[0]}x{size[1]} is too small for {spec.name}: "
                          f"it needs at least {spec.min_size}x{spec.min_size}")
+
+
+def check_options(spec: BackboneSpec, options: dict) -> None:
+    """Options the builder does not take, or whose values it would reject, fail here as one ValueError."""
+    accepted = [n for n in inspect.signature(spec.build).parameters
+                if n not in ("input_shape", "pooling", "weights")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"{spec.name} has no option {unknown[0]!r}; its options: {', '.join(accepted)}")
+    if spec.check:
+        spec.check(**options)
 
 
 def _load_builtin() -> None:

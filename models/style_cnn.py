@@ -8,8 +8,15 @@ from models.pooling import pool_features
 from models.registry import register_backbone
 
 
+def check_style_cnn(filters: tuple[int, ...] = (32, 64, 128, 256), gram_blocks: tuple[int, ...] = (),
+                    **_) -> None:
+    bad = [b for b in gram_blocks if not 1 <= b <= len(filters)]
+    if bad:
+        raise ValueError(f"gram_blocks {bad[0]} is not a block of style_cnn (1 to {len(filters)})")
+
+
 @register_backbone("style_cnn", default_size=(64, 64), min_size=16,
-                   description="conv-BN-ReLU blocks, global pooling; our default")
+                   description="conv-BN-ReLU blocks, global pooling; our default", check=check_style_cnn)
 def style_cnn(input_shape, pooling: str = "avg", weights: str | None = None,
               filters: tuple[int, ...] = (32, 64, 128, 256), convs_per_block: int = 2,
               bn_momentum: float = 0.9, gram_blocks: tuple[int, ...] = ()):
@@ -22,9 +29,6 @@ def style_cnn(input_shape, pooling: str = "avg", weights: str | None = None,
     Batch-norm statistics follow the data faster than Keras's default (momentum 0.99):
     runs on a CPU have few steps per epoch, and validation uses those statistics.
     """
-    bad = [b for b in gram_blocks if not 1 <= b <= len(filters)]
-    if bad:
-        raise ValueError(f"gram_blocks {bad[0]} is not a block of style_cnn (1 to {len(filters)})")
     inputs = keras.Input(input_shape, name="image")
     x = inputs
     styles = []

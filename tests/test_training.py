@@ -105,6 +105,10 @@ def test_same_seed_same_history(tmp_path):
     (["--set", "model.image_size=[8, 8]"], "image size 8x8 is too small for style_cnn"),
     (["--set", "train.epochz=3"], "unknown config key train.epochz"),
     (["--catalog", "MISSING"], "MISSING: no such catalog"),
+    (["--set", "model.title_margin=1.5"], "model.title_margin must be in [0, 1)"),
+    (["--set", "augment.pixel_shift=-1"], "pixel_shift must not be negative"),
+    (["--set", "model.backbone_options.filterz=[8]"], "style_cnn has no option 'filterz'"),
+    (["--set", "model.backbone_options.gram_blocks=[9]"], "gram_blocks 9 is not a block of style_cnn"),
 ])
 def test_bad_configs_fail_with_one_line(tmp_path, flags, message):
     result = train_cli("--preset", "tiny", "--out-dir", str(tmp_path / "runs"), *flags, check=False)

@@ -17,7 +17,7 @@ import tensorflow as tf
 from datasets.decoded_cache import decode_all
 from datasets.pipeline import BalancedStream
 from models.cosine_margin_loss import CosineMarginLoss
-from models.registry import backbone_spec, check_size, create_backbone
+from models.registry import backbone_spec, check_options, check_size, create_backbone
 from models.saving import load_model
 from models.style_model import StyleModel
 from models.transfer import pretrained_base
@@ -77,6 +77,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
     spec = backbone_spec(config.model.backbone)
     size = tuple(config.model.image_size or spec.default_size)
     check_size(spec, size)  # before any data is read
+    check_options(spec, config.model.backbone_options)
     data = load_training_data(config.data)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
