@@ -1,5 +1,8 @@
 """Every registered backbone trains a step, reloads identically and exports to LiteRT; focal loss."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -12,6 +15,7 @@ from models.registry import backbone_spec, create_backbone, list_backbones  # no
 from models.saving import load_model  # noqa: E402
 from models.style_model import StyleModel  # noqa: E402
 from models.transfer import pretrained_base  # noqa: E402
+from tests.conftest import REPO  # noqa: E402
 
 
 def tiny_size(name: str) -> tuple[int, int]:
@@ -115,6 +119,19 @@ def test_cosine_margin_loss_matches_a_hand_computation():
     plain = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, scale * cosines)
     no_margin = CosineMarginLoss(scale, 0.0)(labels, scale * cosines)
     assert float(no_margin) == pytest.approx(float(plain), rel=1e-5)
+
+
+def test_a_compiled_checkpoint_reloads_in_a_fresh_process(tmp_path):
+    """last.keras keeps the title loss; load_model alone must know it (a resumed run, a notebook)."""
+    model = StyleModel(create_backbone("style_cnn", input_shape=(16, 16, 3), filters=(8, 16)), num_authors=2,
+                       num_titles=3, embedding_dim=8)
+    model.compile(optimizer="adam", loss={"author": "sparse_categorical_crossentropy",
+                                          "title": CosineMarginLoss(margin=0.1)})
+    model.save(tmp_path / "last.keras")
+    code = f"from models.saving import load_model; load_model({str(tmp_path / 'last.keras')!r})"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_focal_loss_matches_a_hand_computation():
