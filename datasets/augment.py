@@ -69,6 +69,12 @@ def _matrices(rows: list[list[tf.Tensor]]) -> tf.Tensor:
     return tf.stack([tf.stack(r, axis=-1) for r in rows], axis=-2)
 
 
+def _shift_matrices(dx: tf.Tensor, dy: tf.Tensor) -> tf.Tensor:
+    """Output pixel (x, y) samples the input at (x - dx, y - dy)."""
+    zero, one = tf.zeros_like(dx), tf.ones_like(dx)
+    return _matrices([[one, zero, -dx], [zero, one, -dy], [zero, zero, one]])
+
+
 def _flip_wanted(c: AugmentConfig) -> bool:
     return c.flip != "none"
 
@@ -111,8 +117,7 @@ def zoom(params: tf.Tensor, config: AugmentConfig, height: int, width: int) -> t
 def translate(params: tf.Tensor, config: AugmentConfig, height: int, width: int) -> tf.Tensor:
     dx = _draw(params, "shift_x", config.translation) * width
     dy = _draw(params, "shift_y", config.translation) * height
-    zero, one = tf.zeros_like(dx), tf.ones_like(dx)
-    return _matrices([[one, zero, -dx], [zero, one, -dy], [zero, zero, one]])
+    return _shift_matrices(dx, dy)
 
 
 @register("pixel_shift", _positive("pixel_shift"), kind="geometric")
@@ -121,8 +126,7 @@ def pixel_shift(params: tf.Tensor, config: AugmentConfig, height: int, width: in
     span = 2 * config.pixel_shift + 1
     dx = tf.minimum(tf.floor(params[:, _COLUMN["shift_x"]] * span), span - 1) - config.pixel_shift
     dy = tf.minimum(tf.floor(params[:, _COLUMN["shift_y"]] * span), span - 1) - config.pixel_shift
-    zero, one = tf.zeros_like(dx), tf.ones_like(dx)
-    return _matrices([[one, zero, -dx], [zero, one, -dy], [zero, zero, one]])
+    return _shift_matrices(dx, dy)
 
 
 @register("contrast", _positive("contrast"), kind="linear")

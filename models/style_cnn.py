@@ -7,8 +7,10 @@ import keras
 from models.pooling import pool_features
 from models.registry import register_backbone
 
+DEFAULT_FILTERS = (32, 64, 128, 256)
 
-def check_style_cnn(filters: tuple[int, ...] = (32, 64, 128, 256), gram_blocks: tuple[int, ...] = (),
+
+def check_style_cnn(filters: tuple[int, ...] = DEFAULT_FILTERS, gram_blocks: tuple[int, ...] = (),
                     **_) -> None:
     bad = [b for b in gram_blocks if not 1 <= b <= len(filters)]
     if bad:
@@ -18,7 +20,7 @@ def check_style_cnn(filters: tuple[int, ...] = (32, 64, 128, 256), gram_blocks: 
 @register_backbone("style_cnn", default_size=(64, 64), min_size=16,
                    description="conv-BN-ReLU blocks, global pooling; our default", check=check_style_cnn)
 def style_cnn(input_shape, pooling: str = "avg", weights: str | None = None,
-              filters: tuple[int, ...] = (32, 64, 128, 256), convs_per_block: int = 2,
+              filters: tuple[int, ...] = DEFAULT_FILTERS, convs_per_block: int = 2,
               bn_momentum: float = 0.9, gram_blocks: tuple[int, ...] = ()):
     """Blocks of `convs_per_block` 3x3 conv-BN-ReLU, 2x2 max-pool between blocks, then pooling.
 

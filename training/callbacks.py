@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -88,8 +89,6 @@ def read_state(run_dir: Path) -> dict | None:
 def trim_history(history_csv: Path, epochs_done: int) -> None:
     """Drop rows of epochs past `epochs_done`: a kill after the row but before state.json
     means the epoch runs again on resume, and its row would otherwise appear twice."""
-    import csv
-
     if not history_csv.is_file():
         return
     with open(history_csv, newline="") as f:
@@ -108,8 +107,6 @@ def trim_history(history_csv: Path, epochs_done: int) -> None:
 
 def plot_curves(history_csv: Path, out: Path) -> Path | None:
     """Loss and accuracy curves from the history CSV, as one PNG."""
-    import csv
-
     from matplotlib.figure import Figure
 
     if not history_csv.is_file():
