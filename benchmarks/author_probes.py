@@ -24,9 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from inference.bundle import Bundle, BundleError  # noqa: E402
-from models.saving import load_model  # noqa: E402
-from training.data import rows_from_manifest  # noqa: E402
-from training.evaluate import load_rows  # noqa: E402
 
 SHIFTS = {"up": (1, 0), "down": (-1, 0), "left": (0, 1), "right": (0, -1)}
 PRIOR_EXPONENTS = (0.25, 0.5, 1.0)
@@ -69,6 +66,9 @@ def main() -> None:
     parser.add_argument("--image-root")
     parser.add_argument("--train-manifest", type=Path)
     args = parser.parse_args()
+    from datasets.tf_runtime import import_tensorflow
+
+    import_tensorflow()  # its start-up notices would bury the one error line
     try:
         print(json.dumps(probe(args), indent=2))
     except (BundleError, ValueError, OSError) as err:
@@ -76,6 +76,10 @@ def main() -> None:
 
 
 def probe(args: argparse.Namespace) -> dict:
+    from models.saving import load_model
+    from training.data import rows_from_manifest
+    from training.evaluate import load_rows
+
     bundles = [Bundle.load(path) for path in args.bundles]
     first = bundles[0]
     if any(b.authors != first.authors or tuple(b.image_size) != tuple(first.image_size) for b in bundles):
@@ -84,6 +88,9 @@ def probe(args: argparse.Namespace) -> dict:
     rows = rows_from_manifest(args.manifest, args.image_root)
     images, kept, _ = load_rows(rows, size)
     index = {a: i for i, a in enumerate(first.authors)}
+    unknown = sorted({rows[i].author for i in kept} - set(index))
+    if unknown:
+        raise ValueError(f"{args.manifest}: author {unknown[0]!r} is not one of the bundle's authors")
     truth = np.array([index[rows[i].author] for i in kept])
 
     predictions = [load_model(b.keras_path).predict(images, verbose=0)["author"] for b in bundles]

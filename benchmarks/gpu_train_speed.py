@@ -67,10 +67,10 @@ def main() -> None:
     mixed = args.mixed if args.mixed != "auto" else ("mixed_bfloat16" if _ampere_or_later(backend)
                                                       else "mixed_float16")
     results = []
+    jit = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
     for item in args.models.split(","):
         name, side = item.split(":")
         for policy in ("float32", mixed):
-            jit = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
             results.append(measure(name, int(side), policy, args.batch, args.steps, jit))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(json.dumps({"benchmark": "gpu_train_speed", "date": time.strftime("%Y-%m-%d"),

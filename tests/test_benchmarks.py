@@ -1,0 +1,46 @@
+"""benchmarks/author_probes.py on the demo bundle: its JSON, and one line for a bad bundle."""
+
+import csv
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+SCRIPT = REPO / "benchmarks" / "author_probes.py"
+DEMO = REPO / "inference" / "demo_bundle"
+
+
+def run_probes(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_author_probes_prints_every_figure(tmp_path):
+    manifest = tmp_path / "samples.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "title", "author", "genres"])
+        for path in sorted((REPO / "examples" / "icons").glob("*/*/*.png")):
+            writer.writerow([str(path), path.parent.name, path.parent.parent.name, ""])
+    result = run_probes(str(DEMO), str(DEMO), "--manifest", str(manifest), "--train-manifest", str(manifest))
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout)["author_top1"]
+    top1 = figures["bundles"][str(DEMO)]
+    assert figures["images"] == 32 and top1 >= 0.8  # the demo bundle gets 31 of 32 right
+    assert figures["ensemble"]["2"] == top1  # the same model twice
+    assert set(figures["shifted_one_pixel"]) == {"up", "down", "left", "right"}
+    assert set(figures["prior_reweighted"]) == {"0.25", "0.5", "1.0"}
+    assert 0 <= figures["recomputed_batch_norm"] <= 1
+
+
+def test_author_probes_bad_input_is_one_line(tmp_path):
+    result = run_probes(str(tmp_path / "none"), "--manifest", str(tmp_path / "x.csv"))
+    assert result.returncode == 1
+    assert result.stderr == f"error: {tmp_path / 'none'}: no such bundle folder\n"
+    manifest = tmp_path / "stranger.csv"
+    sample = sorted((REPO / "examples" / "icons").glob("*/*/*.png"))[0]
+    manifest.write_text(f"image,title,author,genres\n{sample},t,nobody,\n")
+    result = run_probes(str(DEMO), "--manifest", str(manifest))
+    assert result.returncode == 1
+    assert result.stderr == f"error: {manifest}: author 'nobody' is not one of the bundle's authors\n"
