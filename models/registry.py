@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
-_BUILTIN_MODULES = ("models.webtoon_cnn", "models.style_cnn", "models.transfer")
+_BUILTIN_MODULES = ("models.webtoon_cnn", "models.style_cnn", "models.transfer", "models.lite_backbones")
 
 
 @dataclass(frozen=True)
@@ -26,16 +26,20 @@ class BackboneSpec:
     # (**options) -> None: raises ValueError for option values the builder would reject,
     # so that a bad config fails before any data is read.
     check: Callable[..., None] | None = None
+    default_pooling: str = "avg"
+    default_weights: str | None = None  # what `weights=None` means: "imagenet" where no download is needed
 
 
 _BACKBONES: dict[str, BackboneSpec] = {}
 
 
 def register_backbone(name: str, default_size: tuple[int, int], min_size: int, transfer: bool = False,
-                      description: str = "", check: Callable[..., None] | None = None):
+                      description: str = "", check: Callable[..., None] | None = None,
+                      default_pooling: str = "avg", default_weights: str | None = None):
     def add(build):
         _BACKBONES[name] = BackboneSpec(name, build, default_size, min_size, transfer,
-                                        description or (build.__doc__ or "").strip().splitlines()[0], check)
+                                        description or (build.__doc__ or "").strip().splitlines()[0], check,
+                                        default_pooling, default_weights)
         return build
     return add
 
@@ -52,14 +56,25 @@ def backbone_spec(name: str) -> BackboneSpec:
     return _BACKBONES[name]
 
 
-def create_backbone(name: str, input_shape: tuple[int, int, int] | None = None, pooling: str = "avg",
+def create_backbone(name: str, input_shape: tuple[int, int, int] | None = None, pooling: str | None = None,
                     weights: str | None = None, **options):
-    """Build a registered backbone; `input_shape` defaults to its own (height, width, 3)."""
+    """Build a registered backbone; `input_shape` defaults to its own (height, width, 3).
+
+    `pooling` and `weights` default to the backbone's own; `weights="none"` asks for random
+    initial weights where the backbone would load pretrained ones.
+    """
     spec = backbone_spec(name)
     shape = input_shape or (*spec.default_size, 3)
     check_size(spec, shape[:2])
     check_options(spec, options)
-    return spec.build(input_shape=shape, pooling=pooling, weights=weights, **options)
+    return spec.build(input_shape=shape, pooling=pooling or spec.default_pooling,
+                      weights=resolve_weights(spec, weights), **options)
+
+
+def resolve_weights(spec: BackboneSpec, weights: str | None) -> str | None:
+    if weights is None:
+        return spec.default_weights
+    return None if str(weights).lower() == "none" else weights
 
 
 def check_size(spec: BackboneSpec, size: tuple[int, int]) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 
+from models.author_from_titles import AuthorFromTitles
 from models.cosine_classifier import CosineClassifier
 from models.l2_normalize import L2Normalize
 
@@ -12,33 +14,34 @@ from models.l2_normalize import L2Normalize
 class StyleModel(keras.Model):
     """Image (float32 0-1) -> dict of outputs.
 
-    - `author`: softmax over authors (when num_authors > 0);
+    - `author`: softmax over authors (when num_authors > 0). With `title_authors` (each
+      training title's author index) it is the mean of that softmax and the title head's
+      softmax summed over each author's titles: an author whose titles differ in style (a
+      serif and a script family, a painted and a line-art series) is a mixture, which one
+      linear boundary fits badly;
     - `genres`: independent sigmoids (when num_genres > 0);
     - `embedding`: L2-normalised style vector, used for similarity search;
     - `title`: cosine logits over training titles (when num_titles > 0), trained with
-      `CosineMarginLoss`; it only shapes the embedding and is dropped at export.
+      `CosineMarginLoss`; it shapes the embedding, and serves only through `author`.
+
+    `standardize` puts a Normalization layer in front of the heads; its statistics are set
+    from training features (`set_feature_statistics`), as scaling features before a linear
+    classifier needs. `hidden_units` > 0 puts one shared ReLU layer (with dropout after it)
+    between the features and the heads. `head_l2` is an L2 penalty on the heads' kernels.
     """
 
     def __init__(self, backbone: keras.Model, num_authors: int = 0, num_genres: int = 0,
                  num_titles: int = 0, embedding_dim: int = 128, dropout: float = 0.5,
-                 title_scale: float = 16.0, **kwargs):
+                 title_scale: float = 16.0, standardize: bool = False, head_l2: float = 0.0,
+                 title_authors: list[int] | tuple[int, ...] | None = None, hidden_units: int = 0, **kwargs):
         if not (num_authors or num_genres):
             raise ValueError("a model needs an author head, a genre head, or both")
+        if title_authors is not None and (len(title_authors) != num_titles or not num_authors):
+            raise ValueError("title_authors needs an author head and one author index per title")
+        self.heads = _Heads(backbone.output_shape[-1], num_authors, num_genres, num_titles, embedding_dim,
+                            dropout, title_scale, standardize, head_l2, title_authors, hidden_units)
         inputs = keras.Input(backbone.input_shape[1:], name="images")
-        features = backbone(inputs)
-        dropped = keras.layers.Dropout(dropout, name="head_dropout")(features)
-        outputs = {}
-        if num_authors:
-            outputs["author"] = keras.layers.Dense(num_authors, activation="softmax", dtype="float32",
-                                                   name="author")(dropped)
-        if num_genres:
-            outputs["genres"] = keras.layers.Dense(num_genres, activation="sigmoid", dtype="float32",
-                                                   name="genres")(dropped)
-        projected = keras.layers.Dense(embedding_dim, name="embedding_projection")(dropped)
-        outputs["embedding"] = L2Normalize(name="embedding")(projected)
-        if num_titles:
-            outputs["title"] = CosineClassifier(num_titles, title_scale, name="title")(outputs["embedding"])
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        super().__init__(inputs=inputs, outputs=self.heads(backbone(inputs)), **kwargs)
         self.backbone = backbone
         self.num_authors = num_authors
         self.num_genres = num_genres
@@ -46,6 +49,29 @@ class StyleModel(keras.Model):
         self.embedding_dim = embedding_dim
         self.dropout = dropout
         self.title_scale = title_scale
+        self.standardize = standardize
+        self.head_l2 = head_l2
+        self.title_authors = list(title_authors) if title_authors is not None else None
+        self.hidden_units = hidden_units
+
+    def head_model(self) -> keras.Model:
+        """Features -> the same outputs, through the same head layers (weights shared): for
+        training the heads on cached features while the backbone stays frozen."""
+        features = keras.Input(self.backbone.output_shape[1:], name="features")
+        return keras.Model(features, self.heads(features), name=f"{self.name}_heads")
+
+    def load_head_weights(self, weights: list) -> None:
+        """Weights of another head model of the same shape (a frozen-phase checkpoint)."""
+        self.head_model().set_weights(weights)
+        if "feature_norm" in self.heads.layers_by_name:
+            self.heads.layers_by_name["feature_norm"].finalize_state()
+
+    def set_feature_statistics(self, mean, variance, count: int) -> None:
+        """Standardise features with these per-dimension statistics (of the training set)."""
+        norm = self.heads.layers_by_name["feature_norm"]
+        norm.set_weights([np.asarray(mean, np.float32), np.asarray(variance, np.float32),
+                          np.asarray(count, np.float32)])
+        norm.finalize_state()  # the layer computes with tensors made from its variables here
 
     def get_config(self):
         return {
@@ -58,6 +84,10 @@ class StyleModel(keras.Model):
             "embedding_dim": self.embedding_dim,
             "dropout": self.dropout,
             "title_scale": self.title_scale,
+            "standardize": self.standardize,
+            "head_l2": self.head_l2,
+            "title_authors": self.title_authors,
+            "hidden_units": self.hidden_units,
         }
 
     @classmethod
@@ -65,3 +95,53 @@ class StyleModel(keras.Model):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+class _Heads:
+    """The head layers, created once and applicable to any features tensor."""
+
+    def __init__(self, feature_dim: int, num_authors, num_genres, num_titles, embedding_dim, dropout,
+                 title_scale, standardize, head_l2, title_authors, hidden_units):
+        regulariser = (lambda: keras.regularizers.L2(head_l2)) if head_l2 else (lambda: None)
+        layers = {}
+        if standardize:
+            layers["feature_norm"] = keras.layers.Normalization(axis=-1, name="feature_norm")
+            layers["feature_norm"].build((None, feature_dim))
+        layers["head_dropout"] = keras.layers.Dropout(dropout, name="head_dropout")
+        if hidden_units:
+            layers["head_hidden"] = keras.layers.Dense(hidden_units, activation="relu", name="head_hidden")
+            layers["hidden_dropout"] = keras.layers.Dropout(dropout, name="hidden_dropout")
+        if num_authors:
+            layers["author"] = keras.layers.Dense(num_authors, activation="softmax", dtype="float32",
+                                                  kernel_regularizer=regulariser(), name="author")
+        if num_genres:
+            layers["genres"] = keras.layers.Dense(num_genres, activation="sigmoid", dtype="float32",
+                                                  kernel_regularizer=regulariser(), name="genres")
+        layers["embedding_projection"] = keras.layers.Dense(embedding_dim, kernel_regularizer=regulariser(),
+                                                            name="embedding_projection")
+        layers["embedding"] = L2Normalize(name="embedding")
+        if num_titles:
+            layers["title"] = CosineClassifier(num_titles, title_scale, name="title")
+        if title_authors is not None:
+            layers["author_mixture"] = AuthorFromTitles(list(title_authors), num_authors,
+                                                        name="author_mixture")
+        self.layers_by_name = layers
+
+    def __call__(self, features) -> dict:
+        layers = self.layers_by_name
+        if "feature_norm" in layers:
+            features = layers["feature_norm"](features)
+        dropped = layers["head_dropout"](features)
+        if "head_hidden" in layers:
+            dropped = layers["hidden_dropout"](layers["head_hidden"](dropped))
+        outputs = {}
+        if "author" in layers:
+            outputs["author"] = layers["author"](dropped)
+        if "genres" in layers:
+            outputs["genres"] = layers["genres"](dropped)
+        outputs["embedding"] = layers["embedding"](layers["embedding_projection"](dropped))
+        if "title" in layers:
+            outputs["title"] = layers["title"](outputs["embedding"])
+        if "author_mixture" in layers:
+            outputs["author_mixture"] = layers["author_mixture"]([outputs["author"], outputs["title"]])
+        return outputs

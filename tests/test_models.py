@@ -25,13 +25,13 @@ def tiny_size(name: str) -> tuple[int, int]:
 
 
 def test_registry_lists_the_required_backbones():
-    assert {"webtoon_cnn", "style_cnn", "mobilenet_v3_small", "efficientnetv2_b0", "resnet50"} <= set(
-        list_backbones())
+    assert {"webtoon_cnn", "style_cnn", "mobilenet_v3_small", "efficientnetv2_b0", "resnet50",
+            "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"} <= set(list_backbones())
     assert backbone_spec("webtoon_cnn").default_size == (21, 35)
 
 
 @pytest.mark.parametrize("name", ["webtoon_cnn", "style_cnn", "mobilenet_v3_small", "efficientnetv2_b0",
-                                  "resnet50"])
+                                  "resnet50", "efficientnet_lite0"])
 def test_backbone_trains_saves_reloads_and_exports(name, tmp_path):
     keras.utils.set_random_seed(0)
     size = tiny_size(name)
@@ -56,9 +56,9 @@ def test_backbone_trains_saves_reloads_and_exports(name, tmp_path):
         np.testing.assert_allclose(got[key], expected[key], atol=1e-6)
     assert reloaded.get_config()["num_titles"] == 4
 
-    from training.export import SERVING_OUTPUTS
+    from training.export import serving_model
 
-    serving = keras.Model(model.input, {k: model.output[k] for k in SERVING_OUTPUTS})
+    serving = serving_model(model)
     serving.export(str(tmp_path / "m.tflite"), format="litert", verbose=False)
     lite = LiteRTModel(tmp_path / "m.tflite")(x)
     cosine = np.sum(lite["embedding"] * expected["embedding"], axis=1)
