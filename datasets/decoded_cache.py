@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
-from datasets.images import DEFAULT_MAX_PIXELS, ImageError, load_resized
+from datasets.images import DEFAULT_MAX_PIXELS, ImageError, difference_hash, load_resized
 
 log = logging.getLogger(__name__)
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 _CHUNK = 1024  # images in flight at once: bounds the memory of pending results
 
 
@@ -37,6 +38,7 @@ class DecodedImages:
     usable: np.ndarray  # bool [n]: False where the file could not be decoded
     problems: tuple[str, ...]
     path: Path
+    dhash: np.ndarray  # int64 [n], of the resized image: for grouping near-copies
 
 
 def decode_all(paths: Sequence[Path], size: tuple[int, int], cache_dir: str | os.PathLike,
@@ -53,7 +55,7 @@ def decode_all(paths: Sequence[Path], size: tuple[int, int], cache_dir: str | os
     for problem in problems:
         log.warning("skipped corrupt image: %s", problem)
     return DecodedImages(np.load(array_path, mmap_mode="r"), np.array(meta["usable"], bool),
-                         problems, array_path)
+                         problems, array_path, np.array(meta["dhash"], np.int64))
 
 
 def _build(paths: Sequence[Path], size: tuple[int, int], array_path: Path, meta_path: Path,
@@ -62,6 +64,7 @@ def _build(paths: Sequence[Path], size: tuple[int, int], array_path: Path, meta_
     tmp = array_path.with_name(array_path.name + ".tmp")
     pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), *size, 3))
     usable = np.ones(len(paths), bool)
+    dhash = np.zeros(len(paths), np.int64)
     problems: list[str] = []
 
     def decode(i: int) -> tuple[int, np.ndarray | None, str | None]:
@@ -79,13 +82,15 @@ def _build(paths: Sequence[Path], size: tuple[int, int], array_path: Path, meta_
                     problems.append(problem)
                 else:
                     pixels[i] = array
+                    dhash[i] = difference_hash(Image.fromarray(array))
             bar.update(min(_CHUNK, len(paths) - start))
     pixels.flush()
     del pixels
     os.replace(tmp, array_path)
     meta_tmp = meta_path.with_name(meta_path.name + ".tmp")
     meta_tmp.write_text(json.dumps({"version": _FORMAT_VERSION, "size": list(size),
-                                    "usable": usable.tolist(), "problems": problems}))
+                                    "usable": usable.tolist(), "dhash": dhash.tolist(),
+                                    "problems": problems}))
     os.replace(meta_tmp, meta_path)
 
 
@@ -93,9 +98,14 @@ def _cache_key(paths: Sequence[Path], size: tuple[int, int]) -> str:
     """Changes when any file, its size or its modification time, or the target size changes."""
     digest = hashlib.sha256(f"v{_FORMAT_VERSION} {size[0]}x{size[1]}\n".encode())
     for path in paths:
-        try:
-            stat = os.stat(path)
-            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        except OSError:
-            digest.update(f"{path}\0missing\n".encode())
+        digest.update(file_fingerprint(path))
     return f"decoded-{size[0]}x{size[1]}-{digest.hexdigest()[:20]}"
+
+
+def file_fingerprint(path: str | os.PathLike) -> bytes:
+    """Path, size and modification time: what a cache key needs to notice a changed file."""
+    try:
+        stat = os.stat(path)
+        return f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+    except OSError:
+        return f"{path}\0missing\n".encode()

@@ -5,6 +5,9 @@ shuffle is over indices into the file list, never over decoded pixels); a
 parallel map gathers those originals from the decoded-image file and augments
 them as one batch; prefetch keeps batches ready. Nothing augmented is stored,
 so memory stays flat whatever `per_label` is.
+
+The same stream serves rows of cached features (`rows=`, a [n, dim] array, memory-mapped):
+batches are then gathered and balanced the same way, and not augmented.
 """
 
 from __future__ import annotations
@@ -26,17 +29,26 @@ class BalancedStream:
 
     def __init__(self, data: LabelledImages, config: BalanceConfig | None = None,
                  augment: AugmentConfig | None = None, cache_dir: str | os.PathLike = "data/cache",
-                 progress: bool = True, extra_targets: dict[str, np.ndarray] | None = None):
+                 progress: bool = True, extra_targets: dict[str, np.ndarray] | None = None,
+                 rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None):
         """`extra_targets` (name -> array indexed like data.paths) makes targets a dict:
-        {data.kind: the balanced label, **extra}, for models with several heads."""
+        {data.kind: the balanced label, **extra}, for models with several heads. `rows`
+        (source, usable, index) replaces decoding: data.paths[i] is source[index[i]], decoded
+        pixels [n, H, W, 3] or features [n, dim] read already, and usable[i] says if it was read."""
         self.config = config or BalanceConfig()
         self.augment = augment or AugmentConfig()
         if not data.paths:
             raise ValueError(f"no images with a {data.kind} label to train on")
-        self.decoded: DecodedImages = decode_all(
-            data.paths, self.config.image_size, Path(cache_dir), self.config.decode_threads,
-            progress=progress)
-        self.sampler = BalancedSampler(data, self.config, self.decoded.usable)
+        if rows is None:
+            self.decoded: DecodedImages | None = decode_all(
+                data.paths, self.config.image_size, Path(cache_dir), self.config.decode_threads,
+                progress=progress)
+            self.source, usable = self.decoded.pixels, self.decoded.usable
+            self.source_index = np.arange(len(data.paths))
+        else:
+            self.decoded = None
+            self.source, usable, self.source_index = rows
+        self.sampler = BalancedSampler(data, self.config, usable)
         self.targets = self.sampler.targets()
         self.extra_targets = dict(extra_targets or {})
 
@@ -76,16 +88,22 @@ class BalancedStream:
         plans = tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_batches)
         targets = tf.constant(self.targets)
         extra = {name: tf.constant(values) for name, values in self.extra_targets.items()}
-        pixels = self.decoded.pixels
-        augmenter = make_augmenter(self.augment)
+        source, source_index = self.source, self.source_index
+        features = source.ndim == 2
+        augmenter = None if features else make_augmenter(self.augment)
 
         def gather(index: np.ndarray) -> np.ndarray:
-            return np.asarray(pixels[index])
+            rows = np.asarray(source[source_index[index]])
+            return rows.astype(np.float32) if features else rows
 
         def load_and_augment(index, params, weight):
-            images = tf.numpy_function(gather, [index], tf.uint8, stateful=False)
-            images = tf.ensure_shape(images, [None, height, width, 3])
-            images = augmenter(images, params)
+            if features:
+                images = tf.numpy_function(gather, [index], tf.float32, stateful=False)
+                images = tf.ensure_shape(images, [None, source.shape[1]])
+            else:
+                images = tf.numpy_function(gather, [index], tf.uint8, stateful=False)
+                images = tf.ensure_shape(images, [None, height, width, 3])
+                images = augmenter(images, params)
             target = tf.ensure_shape(tf.gather(targets, index), target_spec.shape)
             if extra:
                 target = {self.sampler.config.label: target,

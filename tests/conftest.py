@@ -1,4 +1,5 @@
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,13 @@ def run_cli(*args: str, cwd: Path | None = None,
     if check_exit is not None:
         assert result.returncode == check_exit, result.stdout + result.stderr
     return result
+
+
+@pytest.fixture(scope="session", autouse=True)
+def weights_cache_for_the_session(tmp_path_factory):
+    """Converted ImageNet weights go to a folder of this test session, not the user's cache;
+    subprocesses inherit it."""
+    os.environ["STYLEFINDER_CACHE"] = str(tmp_path_factory.mktemp("stylefinder-cache"))
 
 
 @pytest.fixture

@@ -57,33 +57,39 @@ class EpochLog(keras.callbacks.Callback):
 
 
 class ResumeState(keras.callbacks.Callback):
-    """After each epoch: the model with its optimizer in last.keras, then state.json, atomically."""
+    """After each epoch: the model with its optimizer in `checkpoint` (last.keras), then
+    state.json, each atomically."""
 
-    def __init__(self, run_dir: Path, phase: str, monitor: str, best: float | None):
+    def __init__(self, run_dir: Path, phase: str, monitor: str, best: float | None,
+                 checkpoint: str = LAST_MODEL):
         super().__init__()
         self.run_dir = run_dir
         self.phase = phase
         self.monitor = monitor
         self.best = best
+        self.checkpoint = checkpoint
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is not None and (self.best is None or value > self.best):
             self.best = float(value)
-        tmp = self.run_dir / (LAST_MODEL + ".tmp.keras")
+        tmp = self.run_dir / (self.checkpoint + ".tmp.keras")
         self.model.save(tmp)
-        os.replace(tmp, self.run_dir / LAST_MODEL)
+        os.replace(tmp, self.run_dir / self.checkpoint)
         state = {"epochs_done": epoch + 1, "phase": self.phase, "best": self.best,
-                 "monitor": self.monitor}
+                 "monitor": self.monitor, "checkpoint": self.checkpoint}
         (self.run_dir / (STATE_FILE + ".tmp")).write_text(json.dumps(state))
         os.replace(self.run_dir / (STATE_FILE + ".tmp"), self.run_dir / STATE_FILE)
 
 
 def read_state(run_dir: Path) -> dict | None:
     path = run_dir / STATE_FILE
-    if not path.is_file() or not (run_dir / LAST_MODEL).is_file():
+    if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    state = json.loads(path.read_text())
+    if not (run_dir / state.get("checkpoint", LAST_MODEL)).is_file():
+        return None
+    return state
 
 
 def trim_history(history_csv: Path, epochs_done: int) -> None:

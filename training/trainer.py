@@ -1,69 +1,77 @@
-"""The training run: data, model, phases (frozen, fine-tune), checkpoints, resume, export.
+"""The training run: data, model, phases, checkpoints, resume, export.
 
-The run folder (`runs/<name>/`) holds config.yaml (resolved), best.keras, last.keras,
-state.json, history.csv, curves.png, tensorboard/ and, at the end, bundle/.
+Phases by backbone and `train.mode`:
+- a backbone trained from scratch (style_cnn, webtoon_cnn): one phase, "train", on images;
+- a pretrained backbone: "frozen" first, the heads trained on cached features (every image
+  encoded once, `training.feature_cache`), then with `fine_tune` a "fine_tune" phase on
+  images with the backbone's top layers unfrozen and batch norm frozen.
+
+The run folder (`runs/<name>/`) holds config.yaml (resolved), state.json, history.csv,
+curves.png, tensorboard/, the checkpoints (heads_best.keras and heads_last.keras for the
+frozen phase, best.keras and last.keras for image phases) and, at the end, bundle/.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from datasets.catalog import ImageRow
 from datasets.decoded_cache import decode_all
 from datasets.pipeline import BalancedStream
-from models.cosine_margin_loss import CosineMarginLoss
-from models.registry import backbone_spec, check_options, check_size, create_backbone
+from datasets.sampling import LabelledImages
+from models.registry import backbone_spec, check_options, check_size
 from models.saving import load_model
 from models.style_model import StyleModel
 from models.transfer import pretrained_base
 from training.callbacks import EpochLog, ResumeState, plot_curves, read_state, trim_history
-from training.config import ModelConfig, RunConfig
-from training.data import TrainingData, Vocabulary, load_training_data
+from training.config import RunConfig
+from training.data import CARVE_RULE, TrainingData, carve_validation, load_training_data
+from training.feature_cache import encode_all
 from training.input_wait import measure_input_wait
+from training.model_setup import (
+    array_targets,
+    build_backbone,
+    build_model,
+    compile_model,
+    monitored,
+    serving_outputs,
+    stream_targets,
+)
 from training.runtime import configure
+from training.weights_identity import backbone_identity
 
 log = logging.getLogger(__name__)
 
-
-def build_model(config: ModelConfig, vocabulary: Vocabulary, size: tuple[int, int]) -> StyleModel:
-    backbone = create_backbone(config.backbone, input_shape=(*size, 3), pooling=config.pooling,
-                               weights=config.weights, **config.backbone_options)
-    return StyleModel(backbone, num_authors=len(vocabulary.authors), num_genres=len(vocabulary.genres),
-                      num_titles=len(vocabulary.titles) if config.title_loss_weight > 0 else 0,
-                      embedding_dim=config.embedding_dim, dropout=config.dropout,
-                      title_scale=config.title_scale)
+_PREDICT_CHUNK = 512
 
 
-def compile_model(model: StyleModel, config: ModelConfig, learning_rate, weight_decay: float,
-                  jit_compile: bool) -> None:
-    """`learning_rate` is a number or a keras LearningRateSchedule."""
-    losses, weights, metrics = {}, {}, {}
-    if model.num_authors:
-        losses["author"] = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-        metrics["author"] = [keras.metrics.CategoricalAccuracy(name="accuracy"),
-                             keras.metrics.TopKCategoricalAccuracy(k=3, name="top3")]
-        weights["author"] = 1.0
-    if model.num_genres:
-        losses["genres"] = (keras.losses.BinaryFocalCrossentropy(
-            apply_class_balancing=True, alpha=config.focal_alpha, gamma=config.focal_gamma)
-            if config.genre_loss == "focal" else keras.losses.BinaryCrossentropy())
-        metrics["genres"] = [keras.metrics.AUC(multi_label=True, name="auc")]
-        weights["genres"] = 1.0
-    if model.num_titles:
-        losses["title"] = CosineMarginLoss(config.title_scale, config.title_margin)
-        weights["title"] = config.title_loss_weight
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay),
-                  loss=losses, loss_weights=weights, metrics=metrics, jit_compile=jit_compile)
+@dataclass(frozen=True)
+class Pool:
+    """Every image of the run in one order (training rows, then given validation rows), with
+    what was read of them: decoded pixels [n, H, W, 3] or features [n, dim], memory-mapped."""
+
+    rows: tuple[ImageRow, ...]
+    source: np.ndarray
+    usable: np.ndarray
+    train: np.ndarray  # indices of training rows
+    val: np.ndarray  # indices of validation rows
+
+    def usable_of(self, index: np.ndarray) -> np.ndarray:
+        return index[self.usable[index]]
 
 
-def monitored(vocabulary: Vocabulary, has_val: bool) -> str:
-    metric = "author_accuracy" if vocabulary.authors else "genres_auc"
-    return f"val_{metric}" if has_val else metric
+def resolve_mode(setting: str, transfer: bool, gpus: int) -> str:
+    if not transfer:
+        return "scratch"
+    if setting == "auto":
+        return "fine_tune" if gpus else "frozen"
+    return setting
 
 
 def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Path:
@@ -71,133 +79,270 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
     run_dir = config.run_dir
     state = read_state(run_dir) if resume else None
     if resume and state is None:
-        raise ValueError(f"{run_dir}: nothing to resume (no last.keras and state.json)")
+        raise ValueError(f"{run_dir}: nothing to resume (no state.json and checkpoint)")
     if not resume and read_state(run_dir) is not None:
         raise ValueError(f"{run_dir}: a run of this name exists; pass --resume or choose another --name")
     spec = backbone_spec(config.model.backbone)
     size = tuple(config.model.image_size or spec.default_size)
     check_size(spec, size)  # before any data is read
     check_options(spec, config.model.backbone_options)
+    runtime = configure(config.train)  # seeds and the dtype policy, before any layer is made
+    with runtime.strategy.scope():
+        backbone = build_backbone(config.model, size)  # a bad weights file fails here
     data = load_training_data(config.data)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
-    runtime = configure(config.train)
-    log.info("run %s on %s", run_dir, runtime.describe())
+    mode = resolve_mode(config.train.mode, spec.transfer, runtime.gpus)
+    log.info("run %s on %s, %s", run_dir, runtime.describe(), mode)
+    cache_dir = _cache_dir(config)
 
-    cache_dir = Path(config.data.cache_dir) if config.data.cache_dir else run_dir.parent / "cache"
-    balance = replace(config.balance, label=data.label, image_size=size, seed=config.train.seed)
-    targets = data.vocabulary.targets(data.train_rows)
-    extra = {k: v for k, v in targets.items() if k != data.label}
-    if config.model.title_loss_weight <= 0:
-        extra.pop("title", None)
-    stream = BalancedStream(data.balanced_images(), balance, config.augment, cache_dir, progress,
-                            extra_targets=extra)
-    val = validation_dataset(data, size, cache_dir, balance.batch_size, config.model, progress)
-    monitor = monitored(data.vocabulary, val is not None)
-
+    title_authors = data.vocabulary.title_authors(data.train_rows)
     with runtime.strategy.scope():
-        if state:
-            model = load_model(run_dir / "last.keras")
-            log.info("resuming after epoch %d (%s)", state["epochs_done"], state["phase"])
-        else:
-            model = build_model(config.model, data.vocabulary, size)
+        model = build_model(config.model, data.vocabulary, size, spec, title_authors, backbone)
+    pool, data = _read_pool(data, model, config, mode, size, cache_dir, progress)
+
     done = state["epochs_done"] if state else 0
     best = state["best"] if state else None
-    input_wait = None
-    for phase, start, end, learning_rate in _phases(config, spec.transfer):
+    phases = _phases(config, mode, len(pool.val) > 0)
+    for phase, start, end, learning_rate in phases:
         if done >= end:
             continue
-        entering = not state or state["phase"] != phase or done == start
-        if entering:
-            with runtime.strategy.scope():
-                _set_trainable(model, phase, config)
-                if config.train.lr_schedule == "cosine":
-                    learning_rate = keras.optimizers.schedules.CosineDecay(
-                        learning_rate, decay_steps=(end - start) * stream.steps_per_epoch, alpha=0.02)
-                compile_model(model, config.model, learning_rate, config.train.weight_decay,
-                              config.train.jit_compile)
-        to_keras = _keras_targets(len(data.vocabulary.authors), config.model.embedding_dim)
-        train_data = stream.dataset(end, start_epoch=done).map(to_keras)
-        if input_wait is None and _probe_input(config, runtime.gpus) and not state:
-            input_wait = measure_input_wait(model, stream.dataset(1).map(to_keras))
-            input_wait.save(run_dir / "input_wait.json")
-            log.info("%s", input_wait.describe())
-            with runtime.strategy.scope():  # a fresh optimizer: the probe's steps leave no trace
-                compile_model(model, config.model, learning_rate, config.train.weight_decay,
-                              config.train.jit_compile)
-        if done > 0:
-            trim_history(run_dir / "history.csv", done)
-        callbacks = _callbacks(run_dir, phase, monitor, best, config, stream.sampler.epoch_size, end,
-                               resumed=done > 0, input_wait=input_wait.share if input_wait else None)
-        model.fit(train_data, epochs=end, initial_epoch=done, steps_per_epoch=stream.steps_per_epoch,
-                  validation_data=val, callbacks=callbacks, verbose=0, shuffle=False)
+        resuming = bool(state) and state["phase"] == phase and done > start
+        if phase in ("frozen", "refit"):
+            _train_heads(model, pool, data, config, run_dir, phase, (start, done, end), best, resuming,
+                         learning_rate, runtime, size)
+        else:
+            model = _train_on_images(model, pool, data, config, run_dir, phase, (start, done, end), best,
+                                     resuming, learning_rate, runtime, mode, size, progress)
         state = read_state(run_dir)
         done, best = state["epochs_done"], state["best"]
         if done < end:  # early stopping ends the run, not just the phase
             break
     plot_curves(run_dir / "history.csv", run_dir / "curves.png")
-    from training.export import export_bundle
+    if (run_dir / "last.keras").is_file():  # a scratch or fine_tune phase ran: the bundle is its model
+        model = load_model(run_dir / ("best.keras" if (run_dir / "best.keras").is_file() else "last.keras"))
+        if mode != "scratch":
+            pool = _decoded_pool(pool, size, cache_dir, progress)
+        outputs = _pool_outputs(model, pool, features=False)
+        val_outputs = outputs
+    else:
+        _load_heads(model, run_dir)
+        outputs = val_outputs = _pool_outputs(model, pool, features=True)
+        if phases[-1][0] == "refit":  # validation figures and thresholds stay those of the frozen heads
+            _load_heads(model, run_dir, "refit_")
+            outputs = _pool_outputs(model, pool, features=True)
+            pool = replace(pool, train=np.concatenate([pool.train, pool.val]))
+            data = replace(data, train_rows=data.train_rows + data.val_rows)
+    from training.export import RowOutputs, export_bundle
 
-    chosen = run_dir / ("best.keras" if (run_dir / "best.keras").is_file() else "last.keras")
-    return export_bundle(load_model(chosen), data, config, size, cache_dir, run_dir)
+    train_rows = RowOutputs.of(pool.rows, pool.usable_of(pool.train), outputs)
+    val_rows = RowOutputs.of(pool.rows, pool.usable_of(pool.val), val_outputs)
+    return export_bundle(model, data, config, size, run_dir, train_rows, val_rows)
 
 
-def validation_dataset(data: TrainingData, size: tuple[int, int], cache_dir: Path, batch_size: int,
-                       config: ModelConfig, progress: bool) -> tf.data.Dataset | None:
-    """Unaugmented validation images with every head's targets; None without val rows."""
-    if not data.val_rows:
-        log.warning("no validation images: monitoring training figures instead")
+def _read_pool(data: TrainingData, model: StyleModel, config: RunConfig, mode: str, size, cache_dir: Path,
+               progress: bool) -> tuple[Pool, TrainingData]:
+    """Decode (scratch) or encode (pretrained) every image once; carve validation if none was given."""
+    rows = data.train_rows + data.val_rows
+    paths = [r.path for r in rows]
+    if mode == "scratch":
+        read = decode_all(paths, size, cache_dir, progress=progress)
+        source = read.pixels
+    else:
+        identity = backbone_identity(config.model, size, config.train.seed)
+        read = encode_all(paths, size, model.backbone, identity, cache_dir, progress=progress)
+        source = read.features
+    train = np.arange(len(data.train_rows))
+    val = np.arange(len(data.train_rows), len(rows))
+    if not data.val_rows and config.data.val_share > 0:
+        train, val = carve_validation(data.train_rows, read.dhash, data.label, config.data.val_share,
+                                      config.train.seed)
+        data = replace(data, train_rows=tuple(rows[i] for i in train), val_rows=tuple(rows[i] for i in val),
+                       validation=f"carved {config.data.val_share:.0%} of training: {CARVE_RULE}")
+        log.info("validation: %d images carved from training (%.0f%%); rule: %s", len(val),
+                 100 * config.data.val_share, CARVE_RULE)
+    if not len(val):
+        log.warning("no validation images: monitoring training figures instead, thresholds uncalibrated")
+    return Pool(tuple(rows), source, read.usable, train, val), data
+
+
+def _phases(config: RunConfig, mode: str, has_val: bool) -> list[tuple[str, int, int, float]]:
+    train = config.train
+    if mode == "scratch":
+        return [("train", 0, train.epochs, train.learning_rate)]
+    phases = [("frozen", 0, train.epochs, train.learning_rate)]
+    if mode == "frozen" and train.refit_with_val and has_val:
+        phases.append(("refit", train.epochs, 2 * train.epochs, train.learning_rate))
+    if mode == "fine_tune" and train.fine_tune_epochs:
+        phases.append(("fine_tune", train.epochs, train.epochs + train.fine_tune_epochs,
+                       train.fine_tune_learning_rate))
+    return phases
+
+
+def _stream(pool: Pool, index: np.ndarray, data: TrainingData, config: RunConfig, size, model
+            ) -> BalancedStream:
+    """Balanced batches of the pool rows `index` (training rows: all labelled)."""
+    rows = [pool.rows[i] for i in index]
+    balance = replace(config.balance, label=data.label, image_size=size, seed=config.train.seed)
+    labelled = LabelledImages.from_rows(rows, data.label)
+    if len(labelled.paths) != len(rows):
+        raise ValueError("every training row needs a label")  # load_training_data keeps only those
+    targets = data.vocabulary.targets(rows)
+    extra = {k: v for k, v in targets.items() if k != data.label and k in model.output}
+    return BalancedStream(labelled, balance, config.augment, _cache_dir(config), progress=False,
+                          extra_targets=extra, rows=(pool.source, pool.usable[index], index))
+
+
+def _validation(pool: Pool, data: TrainingData, model, batch_size: int) -> tf.data.Dataset | None:
+    keep = pool.usable_of(pool.val)
+    if not len(keep):
         return None
-    decoded = decode_all([r.path for r in data.val_rows], size, cache_dir, progress=progress)
-    keep = np.flatnonzero(decoded.usable)
-    targets = data.vocabulary.targets([data.val_rows[i] for i in keep])
-    if "title" in targets:
-        # Unseen titles (a --by title split) have no class: their title loss is meaningless
-        # but harmless; the monitored author figures are exact.
-        targets["title"] = np.maximum(targets["title"], 0)
-        if config.title_loss_weight <= 0:
-            targets.pop("title")
-    if "author" in targets:
-        targets["author"] = np.eye(len(data.vocabulary.authors), dtype=np.float32)[targets["author"]]
-    targets["embedding"] = np.zeros((len(keep), config.embedding_dim), np.float32)
-    images = np.asarray(decoded.pixels[keep], dtype=np.float32) / 255.0
-    return tf.data.Dataset.from_tensor_slices((images, targets)).batch(batch_size)
+    rows = [pool.rows[i] for i in keep]
+    inputs = np.asarray(pool.source[keep])
+    inputs = inputs.astype(np.float32) if inputs.ndim == 2 else inputs.astype(np.float32) / 255.0
+    return tf.data.Dataset.from_tensor_slices((inputs, array_targets(model, data.vocabulary, rows))
+                                              ).batch(batch_size)
 
 
-def _keras_targets(authors: int, embedding_dim: int):
-    """One-hot authors (label smoothing needs them) and a placeholder for the embedding output,
-    which has no loss but for which Keras still expects a target."""
-    def convert(images, targets, weights):
-        if not isinstance(targets, dict):
-            targets = {"author" if authors else "genres": targets}
-        if "author" in targets and authors:
-            targets = {**targets, "author": tf.one_hot(targets["author"], authors)}
-        targets = {**targets, "embedding": tf.zeros([tf.shape(images)[0], embedding_dim])}
-        return images, targets, weights
-    return convert
+def _train_heads(model: StyleModel, pool: Pool, data, config: RunConfig, run_dir: Path, phase: str,
+                 epochs: tuple[int, int, int], best: float | None, resuming: bool, learning_rate, runtime,
+                 size) -> None:
+    """The heads on cached features, the backbone untouched: the frozen phase on the training
+    rows, validated; the refit phase on training and validation rows together, from scratch."""
+    start, done, end = epochs
+    stem = "heads_" if phase == "frozen" else "refit_"
+    index = pool.train if phase == "frozen" else np.concatenate([pool.train, pool.val])
+    with runtime.strategy.scope():
+        if resuming:
+            heads = load_model(run_dir / f"{stem}last.keras")
+            log.info("resuming the %s heads after epoch %d", phase, done)
+        else:
+            if phase == "refit":  # new heads, the same starting point the frozen phase had
+                model = build_model(config.model, data.vocabulary, size, backbone_spec(config.model.backbone),
+                                    model.title_authors)
+            if model.standardize:
+                rows = pool.usable_of(index)
+                model.set_feature_statistics(*_feature_statistics(pool.source, rows), len(rows))
+            heads = model.head_model()
+    stream = _stream(pool, index, data, config, size, heads)
+    if not resuming:
+        with runtime.strategy.scope():
+            compile_model(heads, config.model,
+                          _schedule(config, learning_rate, end - start, stream.steps_per_epoch),
+                          config.train.weight_decay, config.train.jit_compile)
+    val = _validation(pool, data, heads, config.balance.batch_size) if phase == "frozen" else None
+    if done > 0:
+        trim_history(run_dir / "history.csv", done)
+    callbacks = _callbacks(run_dir, phase, monitored(heads, val is not None),
+                           best if phase == "frozen" else None, config, stream.sampler.epoch_size, end,
+                           resumed=done > 0, checkpoint_stem=stem, early_stopping=False)
+    heads.fit(stream.dataset(end, start_epoch=done).map(stream_targets(heads, data.label)), epochs=end,
+              initial_epoch=done, steps_per_epoch=stream.steps_per_epoch, validation_data=val,
+              callbacks=callbacks, verbose=0, shuffle=False)
 
 
-def _phases(config: RunConfig, transfer: bool) -> list[tuple[str, int, int, float]]:
-    epochs, train = config.train.epochs, config.train
-    if not transfer:
-        return [("train", 0, epochs, train.learning_rate)]
-    frozen = min(train.freeze_epochs, epochs)
-    return [("frozen", 0, frozen, train.learning_rate),
-            ("fine_tune", frozen, epochs, train.fine_tune_learning_rate)]
+def _load_heads(model: StyleModel, run_dir: Path, stem: str = "heads_") -> None:
+    """A head phase's best checkpoint (its last where nothing was better) into `model`."""
+    best = run_dir / f"{stem}best.keras"
+    chosen = best if best.is_file() else run_dir / f"{stem}last.keras"
+    model.load_head_weights(load_model(chosen, compile=False).get_weights())
 
 
-def _set_trainable(model: StyleModel, phase: str, config: RunConfig) -> None:
-    if phase == "train":
-        return
+def _train_on_images(model: StyleModel, pool: Pool, data, config: RunConfig, run_dir: Path, phase: str,
+                     epochs: tuple[int, int, int], best: float | None, resuming: bool, learning_rate,
+                     runtime, mode: str, size, progress: bool) -> StyleModel:
+    """The scratch or fine_tune phase: the whole model on balanced, augmented images."""
+    start, done, end = epochs
+    with runtime.strategy.scope():
+        if resuming:
+            model = load_model(run_dir / "last.keras")
+            log.info("resuming after epoch %d (%s)", done, phase)
+        else:
+            if phase == "fine_tune":
+                _load_heads(model, run_dir)
+                _unfreeze_top(model, config.train.fine_tune_layers)
+    cache_dir = _cache_dir(config)
+    if phase == "fine_tune":  # the frozen phase read features: images are decoded now
+        pool = _decoded_pool(pool, size, cache_dir, progress)
+    stream = _stream(pool, pool.train, data, config, size, model)
+    if not resuming:
+        with runtime.strategy.scope():
+            compile_model(model, config.model, _schedule(config, learning_rate, end - start,
+                                                         stream.steps_per_epoch),
+                          config.train.weight_decay, config.train.jit_compile)
+    to_keras = stream_targets(model, data.label)
+    input_wait = None
+    if _probe_input(config, runtime.gpus) and not resuming:
+        input_wait = measure_input_wait(model, stream.dataset(1).map(to_keras))
+        input_wait.save(run_dir / "input_wait.json")
+        log.info("%s", input_wait.describe())
+        with runtime.strategy.scope():  # a fresh optimizer: the probe's steps leave no trace
+            compile_model(model, config.model, _schedule(config, learning_rate, end - start,
+                                                         stream.steps_per_epoch),
+                          config.train.weight_decay, config.train.jit_compile)
+    val = _validation(pool, data, model, config.balance.batch_size)
+    if done > 0:
+        trim_history(run_dir / "history.csv", done)
+    callbacks = _callbacks(run_dir, phase, monitored(model, val is not None), best, config,
+                           stream.sampler.epoch_size, end, resumed=done > 0,
+                           input_wait=input_wait.share if input_wait else None)
+    model.fit(stream.dataset(end, start_epoch=done).map(to_keras), epochs=end, initial_epoch=done,
+              steps_per_epoch=stream.steps_per_epoch, validation_data=val, callbacks=callbacks, verbose=0,
+              shuffle=False)
+    return model
+
+
+def _decoded_pool(pool: Pool, size, cache_dir: Path, progress: bool) -> Pool:
+    decoded = decode_all([r.path for r in pool.rows], size, cache_dir, progress=progress)
+    return replace(pool, source=decoded.pixels, usable=pool.usable & decoded.usable)
+
+
+def _cache_dir(config: RunConfig) -> Path:
+    return Path(config.data.cache_dir) if config.data.cache_dir else config.run_dir.parent / "cache"
+
+
+def _schedule(config: RunConfig, learning_rate: float, epochs: int, steps_per_epoch: int):
+    if config.train.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps_per_epoch,
+                                                      alpha=0.02)
+    return learning_rate
+
+
+def _feature_statistics(features: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and variance over `rows`, accumulated in float64 a chunk at a time."""
+    total = np.zeros(features.shape[1])
+    squares = np.zeros(features.shape[1])
+    for start in range(0, len(rows), 4096):
+        chunk = np.asarray(features[rows[start:start + 4096]], np.float64)
+        total += chunk.sum(axis=0)
+        squares += np.square(chunk).sum(axis=0)
+    mean = total / len(rows)
+    return mean, np.maximum(squares / len(rows) - np.square(mean), 0.0)
+
+
+def _unfreeze_top(model: StyleModel, layers: int) -> None:
     base = pretrained_base(model.backbone)
-    if phase == "frozen":
-        base.trainable = False
-        return
     base.trainable = True
-    cut = len(base.layers) - config.train.fine_tune_layers
+    cut = len(base.layers) - layers
     for i, layer in enumerate(base.layers):
         # Batch norm keeps its ImageNet statistics: small batches would wreck them.
         layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def _pool_outputs(model: StyleModel, pool: Pool, features: bool) -> dict[str, np.ndarray]:
+    """Serving outputs for every usable row of the pool (zeros elsewhere)."""
+    network = model.head_model() if features else model
+    keep = np.flatnonzero(pool.usable)
+    outputs: dict[str, np.ndarray] = {}
+    for start in range(0, len(keep), _PREDICT_CHUNK):
+        chunk = keep[start:start + _PREDICT_CHUNK]
+        inputs = np.asarray(pool.source[chunk], np.float32)
+        predicted = serving_outputs(network.predict(inputs if features else inputs / 255.0, verbose=0))
+        for name, value in predicted.items():
+            if name not in outputs:
+                outputs[name] = np.zeros((len(pool.rows), *value.shape[1:]), np.float32)
+            outputs[name][chunk] = value
+    return outputs
 
 
 def _probe_input(config: RunConfig, gpus: int) -> bool:
@@ -206,22 +351,24 @@ def _probe_input(config: RunConfig, gpus: int) -> bool:
 
 
 def _callbacks(run_dir: Path, phase: str, monitor: str, best: float | None, config: RunConfig,
-               images_per_epoch: int, epochs: int, resumed: bool,
-               input_wait: float | None = None) -> list[keras.callbacks.Callback]:
+               images_per_epoch: int, epochs: int, resumed: bool, input_wait: float | None = None,
+               checkpoint_stem: str = "", early_stopping: bool = True) -> list[keras.callbacks.Callback]:
     train = config.train
     callbacks = [
-        keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor=monitor, mode="max",
+        keras.callbacks.ModelCheckpoint(run_dir / f"{checkpoint_stem}best.keras", monitor=monitor, mode="max",
                                         save_best_only=True, initial_value_threshold=best),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=train.early_stopping_patience),
         keras.callbacks.CSVLogger(run_dir / "history.csv", append=resumed),
         keras.callbacks.TensorBoard(run_dir / "tensorboard", write_graph=False, profile_batch=0),
         EpochLog(images_per_epoch, epochs, input_wait),
     ]
+    if early_stopping:
+        callbacks.insert(1, keras.callbacks.EarlyStopping(monitor=monitor, mode="max",
+                                                          patience=train.early_stopping_patience))
     if train.lr_schedule == "plateau":
-        callbacks.insert(2, keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max",
+        callbacks.insert(1, keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max",
                                                               factor=train.lr_factor,
                                                               patience=train.lr_patience))
     # Last: state.json may say an epoch is done only once its history row, checkpoint and
     # learning-rate change are on disk, or a kill in between would lose them on resume.
-    callbacks.append(ResumeState(run_dir, phase, monitor, best))
+    callbacks.append(ResumeState(run_dir, phase, monitor, best, f"{checkpoint_stem}last.keras"))
     return callbacks

@@ -1,0 +1,159 @@
+"""The default recognizer on tiny data: EfficientNet-Lite0 features encoded once, heads trained on them
+(frozen) or the network fine-tuned after them; the feature cache; carved validation; the bundle."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from inference.bundle import Bundle
+from inference.runner import KerasRunner, LiteRTRunner
+from models.registry import create_backbone
+from models.saving import load_model
+from models.style_model import StyleModel
+from tests.conftest import train_cli, write_manifests
+from tests.imagegen import style_image
+from training.config import ModelConfig
+from training.feature_cache import encode_all
+from training.trainer import _unfreeze_top
+from training.weights_identity import backbone_identity
+
+# The default configuration, shrunk to seconds: 32x32 input, small heads, few epochs.
+SMALL = ["--set", "model.image_size=[32,32]", "--set", "model.hidden_units=32",
+         "--set", "model.embedding_dim=16", "--set", "train.epochs=3", "--set", "balance.per_label=24",
+         "--set", "balance.batch_size=16"]
+
+
+@pytest.fixture(scope="module")
+def frozen_run(tmp_path_factory):
+    """The default run (no preset) on a train manifest alone, as a new user would start."""
+    folder = tmp_path_factory.mktemp("frozen")
+    paths = write_manifests(folder, authors=3, titles=2, per_title=10)
+    result = train_cli("--manifest", str(paths["train"]), "--out-dir", str(folder / "runs"), "--name", "f",
+                       *SMALL)
+    return folder, paths, result
+
+
+def test_default_run_carves_validation_trains_frozen_heads_and_exports(frozen_run):
+    folder, _, result = frozen_run
+    run = folder / "runs" / "f"
+    assert "frozen" in result.stderr and "images carved from training" in result.stderr
+    for name in ("heads_best.keras", "heads_last.keras", "refit_last.keras", "state.json", "history.csv"):
+        assert (run / name).is_file(), name
+    assert not (run / "last.keras").exists()  # the backbone never trained
+    metrics = json.loads((run / "bundle" / "metrics.json").read_text())
+    assert metrics["validation_rule"].startswith("carved 10% of training")
+    assert metrics["validation"]["images"] > 0 and "author_top1" in metrics["validation"]
+    assert metrics["tflite_min_cosine"] >= 0.999
+    bundle = Bundle.load(run / "bundle")
+    assert len(bundle.titles) == 6 and bundle.image_size == (32, 32)
+    assert bundle.open_set and bundle.genre_thresholds
+    assert "efficientnet_lite0" in (run / "bundle" / "MODEL_CARD.md").read_text()
+
+
+def test_litert_and_keras_embeddings_of_the_default_bundle_agree(frozen_run):
+    folder, _, _ = frozen_run
+    bundle = Bundle.load(folder / "runs" / "f" / "bundle")
+    images = np.stack([np.asarray(style_image(a, 500 + a, 32), np.float32) / 255.0 for a in range(3)])
+    lite, keras_outputs = LiteRTRunner(bundle)(images), KerasRunner(bundle)(images)
+    assert np.min(np.sum(lite["embedding"] * keras_outputs["embedding"], axis=1)) >= 0.999
+    np.testing.assert_allclose(lite["author"], keras_outputs["author"], atol=1e-3)
+    np.testing.assert_allclose(lite["author"].sum(axis=1), 1.0, atol=1e-4)  # the mixture is a distribution
+
+
+def test_fine_tune_mode_trains_the_backbone_after_the_heads(tmp_path):
+    paths = write_manifests(tmp_path, authors=2, titles=1, per_title=8)
+    result = train_cli("--manifest", str(paths["train"]), "--val-manifest", str(paths["val"]), "--out-dir",
+                       str(tmp_path / "runs"), "--name", "ft", *SMALL, "--set", "train.mode=fine_tune",
+                       "--set", "train.fine_tune_epochs=1", "--set", "train.epochs=1")
+    run = tmp_path / "runs" / "ft"
+    assert "fine_tune" in result.stderr and "epoch 2/2" in result.stderr
+    assert (run / "heads_last.keras").is_file() and (run / "last.keras").is_file()
+    assert json.loads((run / "state.json").read_text())["phase"] == "fine_tune"
+    heads = load_model(run / "heads_last.keras", compile=False)
+    tuned = load_model(run / "last.keras", compile=False)
+    frozen_conv = [w for w in heads.weights if "stem_conv" in w.path]
+    assert not frozen_conv  # the head model holds no backbone weights
+    assert Bundle.load(run / "bundle").image_size == (32, 32)
+    assert any("block" in w.path for w in tuned.trainable_weights)
+
+
+@pytest.mark.parametrize("mode", ["frozen", "fine_tune"])
+def test_each_mode_trains_a_step_saves_and_reloads_identically(mode, tmp_path):
+    import keras
+
+    from training.model_setup import compile_model
+
+    keras.utils.set_random_seed(0)
+    backbone = create_backbone("efficientnet_lite0", input_shape=(32, 32, 3))
+    model = StyleModel(backbone, num_authors=2, num_genres=2, num_titles=3, embedding_dim=16, dropout=0.2,
+                       standardize=True, head_l2=1e-4, title_authors=[0, 1, 1], hidden_units=8)
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 32, 32, 3), dtype=np.float32)
+    features = backbone.predict(images, verbose=0)
+    model.set_feature_statistics(features.mean(axis=0), features.var(axis=0), len(features))
+    targets = {"author": np.eye(2, dtype=np.float32)[[0, 1, 1, 0]],
+               "genres": rng.integers(0, 2, (4, 2)).astype("float32"), "title": np.array([0, 1, 2, 0]),
+               "embedding": np.zeros((4, 16), np.float32)}
+    targets["author_mixture"] = targets["author"]
+    before = [w.numpy().copy() for w in backbone.weights]
+    if mode == "frozen":
+        heads = model.head_model()
+        compile_model(heads, ModelConfig(), 1e-3, 1e-4, False)
+        heads.train_on_batch(features, targets)
+        assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, backbone.weights, strict=True))
+    else:
+        _unfreeze_top(model, 20)
+        compile_model(model, ModelConfig(), 1e-3, 1e-4, False)
+        model.train_on_batch(images, targets)
+        changed = [w.path for a, w in zip(before, backbone.weights, strict=True)
+                   if not np.array_equal(a, w.numpy())]
+        assert changed and not any("_bn" in name for name in changed)  # batch norm stays frozen
+    model.save(tmp_path / "m.keras")
+    reloaded = load_model(tmp_path / "m.keras")
+    expected, got = model.predict(images, verbose=0), reloaded.predict(images, verbose=0)
+    for key in ("author", "author_mixture", "genres", "embedding", "title"):
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
+def test_features_are_cached_and_rebuilt_when_an_image_or_the_backbone_changes(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    paths = []
+    for i in range(5):
+        paths.append(folder / f"{i}.png")
+        style_image(i % 2, i, 32).save(paths[-1])
+    backbone = create_backbone("efficientnet_lite0", input_shape=(32, 32, 3))
+    cache = tmp_path / "cache"
+    first = encode_all(paths, (32, 32), backbone, "identity-a", cache, progress=False)
+    assert first.built and first.usable.all() and first.features.shape == (5, backbone.output_shape[-1])
+    again = encode_all(paths, (32, 32), backbone, "identity-a", cache, progress=False)
+    assert not again.built and again.path == first.path
+    np.testing.assert_array_equal(again.features, first.features)
+    style_image(1, 99, 32).save(paths[2])  # a changed image
+    changed = encode_all(paths, (32, 32), backbone, "identity-a", cache, progress=False)
+    assert changed.built and changed.path != first.path
+    assert not np.array_equal(changed.features[2], first.features[2])
+    np.testing.assert_array_equal(changed.features[0], first.features[0])
+    other = encode_all(paths, (32, 32), backbone, "identity-b", cache, progress=False)
+    assert other.built and other.path != changed.path
+
+
+def test_the_backbone_identity_follows_weights_and_taps(tmp_path):
+    from models.efficientnet_lite import lite_network
+    from models.pretrained_weights import load_weights
+
+    network = lite_network("lite0", (224, 224, 3), include_top=True)
+    load_weights(network, "imagenet", "lite0")
+    mine = tmp_path / "mine.weights.h5"
+    network.get_layer("stem_conv").set_weights([network.get_layer("stem_conv").get_weights()[0] * 1.01])
+    network.save_weights(mine)
+    default = backbone_identity(ModelConfig(), (224, 224), 0)
+    assert default == backbone_identity(ModelConfig(), (224, 224), 0)
+    assert "imagenet sha256" in default
+    assert backbone_identity(ModelConfig(weights=str(mine)), (224, 224), 0) != default
+    fewer_taps = ModelConfig(backbone_options={"style_taps": ["group2"]})
+    assert backbone_identity(fewer_taps, (224, 224), 0) != default
+    assert backbone_identity(ModelConfig(), (128, 128), 0) != default

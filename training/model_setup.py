@@ -1,0 +1,115 @@
+"""Building and compiling the task model, and the targets each of its outputs is trained on."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.cosine_margin_loss import CosineMarginLoss
+from models.registry import BackboneSpec, create_backbone
+from models.style_model import StyleModel
+from training.config import ModelConfig
+from training.data import Vocabulary
+
+# Outputs inference reads. A model with an author mixture serves it as "author".
+SERVING_OUTPUTS = ("author", "genres", "embedding")
+
+
+def build_backbone(config: ModelConfig, size: tuple[int, int]) -> keras.Model:
+    return create_backbone(config.backbone, input_shape=(*size, 3), pooling=config.pooling,
+                           weights=config.weights, **config.backbone_options)
+
+
+def build_model(config: ModelConfig, vocabulary: Vocabulary, size: tuple[int, int], spec: BackboneSpec,
+                title_authors: list[int] | None = None, backbone: keras.Model | None = None) -> StyleModel:
+    """`title_authors`: each title's author index, for the author mixture (None: no mixture);
+    `backbone`: one built already (by `build_backbone`), else a new one."""
+    backbone = backbone or build_backbone(config, size)
+    num_titles = len(vocabulary.titles) if config.title_loss_weight > 0 else 0
+    mixture = config.author_from_titles and num_titles and vocabulary.authors and title_authors is not None
+    return StyleModel(backbone, num_authors=len(vocabulary.authors), num_genres=len(vocabulary.genres),
+                      num_titles=num_titles, embedding_dim=config.embedding_dim, dropout=config.dropout,
+                      title_scale=config.title_scale,
+                      standardize=spec.transfer if config.standardize is None else config.standardize,
+                      head_l2=config.head_l2, title_authors=title_authors if mixture else None,
+                      hidden_units=config.hidden_units)
+
+
+def compile_model(model: keras.Model, config: ModelConfig, learning_rate, weight_decay: float,
+                  jit_compile: bool) -> None:
+    """Compile a StyleModel or its head model; `learning_rate` is a number or a LearningRateSchedule."""
+    names = set(model.output)
+    losses, weights, metrics = {}, {}, {}
+    if "author" in names:
+        losses["author"] = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        metrics["author"] = [keras.metrics.CategoricalAccuracy(name="accuracy"),
+                             keras.metrics.TopKCategoricalAccuracy(k=3, name="top3")]
+        weights["author"] = 1.0
+    if "author_mixture" in names:  # trained through its parts; scored for checkpoint choice
+        losses["author_mixture"] = keras.losses.CategoricalCrossentropy()
+        metrics["author_mixture"] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+        weights["author_mixture"] = 0.0
+    if "genres" in names:
+        losses["genres"] = (keras.losses.BinaryFocalCrossentropy(
+            apply_class_balancing=True, alpha=config.focal_alpha, gamma=config.focal_gamma)
+            if config.genre_loss == "focal" else keras.losses.BinaryCrossentropy())
+        metrics["genres"] = [keras.metrics.AUC(multi_label=True, name="auc")]
+        weights["genres"] = 1.0
+    if "title" in names:
+        losses["title"] = CosineMarginLoss(config.title_scale, config.title_margin)
+        weights["title"] = config.title_loss_weight
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay),
+                  loss=losses, loss_weights=weights, metrics=metrics, jit_compile=jit_compile)
+
+
+def monitored(model: keras.Model, has_val: bool) -> str:
+    names = set(model.output)
+    metric = ("author_mixture_accuracy" if "author_mixture" in names else
+              "author_accuracy" if "author" in names else "genres_auc")
+    return f"val_{metric}" if has_val else metric
+
+
+def stream_targets(model: keras.Model, label: str):
+    """A tf.data map from the balanced stream's (inputs, targets, weights) to the model's targets:
+    one-hot authors (label smoothing needs them), a copy for the mixture, and a placeholder for
+    the embedding output, which has no loss but for which Keras still expects a target."""
+    names = set(model.output)
+    authors = model.output["author"].shape[-1] if "author" in names else 0
+    embedding_dim = model.output["embedding"].shape[-1]
+
+    def convert(inputs, targets, weights):
+        if not isinstance(targets, dict):
+            targets = {"author" if label == "author" else "genres": targets}
+        targets = {k: v for k, v in targets.items() if k in names}
+        if "author" in targets:
+            targets["author"] = tf.one_hot(targets["author"], authors)
+            if "author_mixture" in names:
+                targets["author_mixture"] = targets["author"]
+        targets["embedding"] = tf.zeros([tf.shape(inputs)[0], embedding_dim])
+        return inputs, targets, weights
+    return convert
+
+
+def array_targets(model: keras.Model, vocabulary: Vocabulary, rows) -> dict[str, np.ndarray]:
+    """The same targets as numpy arrays, for validation rows."""
+    names = set(model.output)
+    targets = {k: v for k, v in vocabulary.targets(rows).items() if k in names}
+    if "title" in targets:
+        # Unseen titles (a --by title split) have no class: their title loss is meaningless
+        # but harmless; the monitored author figures are exact.
+        targets["title"] = np.maximum(targets["title"], 0)
+    if "author" in targets:
+        targets["author"] = np.eye(len(vocabulary.authors), dtype=np.float32)[targets["author"]]
+        if "author_mixture" in names:
+            targets["author_mixture"] = targets["author"]
+    targets["embedding"] = np.zeros((len(rows), model.output["embedding"].shape[-1]), np.float32)
+    return targets
+
+
+def serving_outputs(outputs: dict) -> dict:
+    """What inference reads: the mixture (where there is one) as "author", genres, embedding."""
+    chosen = {name: outputs[name] for name in SERVING_OUTPUTS if name in outputs}
+    if "author_mixture" in outputs:
+        chosen["author"] = outputs["author_mixture"]
+    return chosen

@@ -1,0 +1,27 @@
+"""What a backbone's features depend on, as one string: the key of the feature cache."""
+
+from __future__ import annotations
+
+import json
+
+from models.pretrained_weights import PACKAGED, file_sha256, packaged_state_dict
+from models.registry import backbone_spec, resolve_weights
+from training.config import ModelConfig
+
+
+def backbone_identity(config: ModelConfig, size: tuple[int, int], seed: int) -> str:
+    """Backbone name, pooling, options, input size and the weights' digest (random initial
+    weights depend on the seed)."""
+    spec = backbone_spec(config.backbone)
+    weights = resolve_weights(spec, config.weights)
+    if weights is None:
+        source = f"random init, seed {seed}"
+    elif weights == "imagenet":
+        variant = config.backbone.removeprefix("efficientnet_")
+        source = (f"imagenet sha256 {file_sha256(packaged_state_dict(variant))}" if variant in PACKAGED
+                  else f"imagenet ({config.backbone}, keras.applications)")
+    else:
+        source = f"file sha256 {file_sha256(weights)}"
+    return json.dumps({"backbone": config.backbone, "pooling": config.pooling or spec.default_pooling,
+                       "options": config.backbone_options, "size": list(size), "weights": source},
+                      sort_keys=True, default=list)
