@@ -1,7 +1,7 @@
 """Turn the icon benchmark's trained bundle into the demo bundle shipped in inference/demo_bundle.
 
-usage: python benchmarks/train_icons.py data/icons --work data/demo_train --presets icons_style > train.json
-       python benchmarks/make_demo_bundle.py data/demo_train/runs/icons_style/bundle train.json data/icons
+usage: python benchmarks/train_datasets.py data/icons --work data/demo_train --runs default > train.json
+       python benchmarks/make_demo_bundle.py data/demo_train/runs/default/bundle train.json data/icons
 
 It copies the bundle, adds the dataset's LICENSES.md (the thumbnails are icons from every theme),
 writes the held-out test figures from train.json into the model card, and replaces machine paths
@@ -25,9 +25,10 @@ def main() -> None:
     parser.add_argument("bundle", type=Path)
     parser.add_argument("train_json", type=Path)
     parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--run", default="default", help="the run of train_json the bundle comes from")
     args = parser.parse_args()
     results = json.loads(args.train_json.read_text())
-    test = results["results"]["icons_style"]
+    test = results["results"][args.run]
     tmp = TARGET.with_name("demo_bundle.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(args.bundle, tmp)
@@ -44,7 +45,7 @@ def main() -> None:
              for key, prior in pairs if key in test]
     card += "\n".join([
         "", "## Test metrics (held-out icon names)",
-        f"Measured on {results['date']} by `benchmarks/train_icons.py` ({results['split']}): the test "
+        f"Measured on {results['date']} by `benchmarks/train_datasets.py` ({results['split']}): the test "
         "icons' names never appear in training, their titles and authors do. Priors are the most "
         "frequent training label. Full figures and the by-title split are in docs/benchmarks.md.",
         "", *lines, "",

@@ -96,7 +96,7 @@ def frozen_probe(paths: dict[str, Path], data_dir: Path) -> dict:
     from models.registry import create_backbone
 
     backbone = create_backbone("efficientnet_lite0", input_shape=(128, 128, 3),
-                               style_taps=("group2", "group3", "group4"))
+                               style_taps=("group2", "group3", "group4"), gram_channels=None)
     start = time.perf_counter()
     features, authors = {}, {}
     for split in ("train", "test"):
@@ -119,7 +119,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--work", type=Path, default=Path("data/bench-train"))
-    parser.add_argument("--runs", default="default", help="comma-separated: default (no preset) or presets")
+    parser.add_argument("--runs", default="default",
+                        help="comma-separated: default (no preset) or presets; empty for the probe alone")
     parser.add_argument("--probe", action="store_true", help="also the frozen logistic-regression probe")
     parser.add_argument("--val-from-names", action="store_true",
                         help="hold out a tenth of the training names as validation instead of carving")
@@ -131,7 +132,7 @@ def main() -> None:
     paths = prepare(args.data_dir, args.work, args.val_from_names)
     extra = [item for s in args.set for item in ("--set", s)]
     results = {name: run_training(name, paths, args.data_dir, args.work, extra)
-               for name in args.runs.split(",")}
+               for name in args.runs.split(",") if name}
     if args.probe:
         results["frozen_probe"] = frozen_probe(paths, args.data_dir)
     print(json.dumps({

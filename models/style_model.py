@@ -27,19 +27,24 @@ class StyleModel(keras.Model):
     `standardize` puts a Normalization layer in front of the heads; its statistics are set
     from training features (`set_feature_statistics`), as scaling features before a linear
     classifier needs. `hidden_units` > 0 puts one shared ReLU layer (with dropout after it)
-    between the features and the heads. `head_l2` is an L2 penalty on the heads' kernels.
+    between the features and the heads; `bottleneck_units` > 0 a linear projection (no bias,
+    no activation) before it, which keeps a wide feature vector's first layer small: a
+    low-rank factor of what would otherwise be one large matrix. `head_l2` is an L2
+    penalty on the heads' kernels.
     """
 
     def __init__(self, backbone: keras.Model, num_authors: int = 0, num_genres: int = 0,
                  num_titles: int = 0, embedding_dim: int = 128, dropout: float = 0.5,
                  title_scale: float = 16.0, standardize: bool = False, head_l2: float = 0.0,
-                 title_authors: list[int] | tuple[int, ...] | None = None, hidden_units: int = 0, **kwargs):
+                 title_authors: list[int] | tuple[int, ...] | None = None, hidden_units: int = 0,
+                 bottleneck_units: int = 0, **kwargs):
         if not (num_authors or num_genres):
             raise ValueError("a model needs an author head, a genre head, or both")
         if title_authors is not None and (len(title_authors) != num_titles or not num_authors):
             raise ValueError("title_authors needs an author head and one author index per title")
         self.heads = _Heads(backbone.output_shape[-1], num_authors, num_genres, num_titles, embedding_dim,
-                            dropout, title_scale, standardize, head_l2, title_authors, hidden_units)
+                            dropout, title_scale, standardize, head_l2, title_authors, hidden_units,
+                            bottleneck_units)
         inputs = keras.Input(backbone.input_shape[1:], name="images")
         super().__init__(inputs=inputs, outputs=self.heads(backbone(inputs)), **kwargs)
         self.backbone = backbone
@@ -53,6 +58,7 @@ class StyleModel(keras.Model):
         self.head_l2 = head_l2
         self.title_authors = list(title_authors) if title_authors is not None else None
         self.hidden_units = hidden_units
+        self.bottleneck_units = bottleneck_units
 
     def head_model(self) -> keras.Model:
         """Features -> the same outputs, through the same head layers (weights shared): for
@@ -88,6 +94,7 @@ class StyleModel(keras.Model):
             "head_l2": self.head_l2,
             "title_authors": self.title_authors,
             "hidden_units": self.hidden_units,
+            "bottleneck_units": self.bottleneck_units,
         }
 
     @classmethod
@@ -101,13 +108,16 @@ class _Heads:
     """The head layers, created once and applicable to any features tensor."""
 
     def __init__(self, feature_dim: int, num_authors, num_genres, num_titles, embedding_dim, dropout,
-                 title_scale, standardize, head_l2, title_authors, hidden_units):
+                 title_scale, standardize, head_l2, title_authors, hidden_units, bottleneck_units):
         regulariser = (lambda: keras.regularizers.L2(head_l2)) if head_l2 else (lambda: None)
         layers = {}
         if standardize:
             layers["feature_norm"] = keras.layers.Normalization(axis=-1, name="feature_norm")
             layers["feature_norm"].build((None, feature_dim))
         layers["head_dropout"] = keras.layers.Dropout(dropout, name="head_dropout")
+        if bottleneck_units:
+            layers["head_bottleneck"] = keras.layers.Dense(bottleneck_units, use_bias=False,
+                                                           name="head_bottleneck")
         if hidden_units:
             layers["head_hidden"] = keras.layers.Dense(hidden_units, activation="relu", name="head_hidden")
             layers["hidden_dropout"] = keras.layers.Dropout(dropout, name="hidden_dropout")
@@ -132,6 +142,8 @@ class _Heads:
         if "feature_norm" in layers:
             features = layers["feature_norm"](features)
         dropped = layers["head_dropout"](features)
+        if "head_bottleneck" in layers:
+            dropped = layers["head_bottleneck"](dropped)
         if "head_hidden" in layers:
             dropped = layers["hidden_dropout"](layers["head_hidden"](dropped))
         outputs = {}

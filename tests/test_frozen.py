@@ -40,7 +40,8 @@ def test_default_run_carves_validation_trains_frozen_heads_and_exports(frozen_ru
     folder, _, result = frozen_run
     run = folder / "runs" / "f"
     assert "frozen" in result.stderr and "images carved from training" in result.stderr
-    for name in ("heads_best.keras", "heads_last.keras", "refit_last.keras", "state.json", "history.csv"):
+    for name in ("heads_best.keras", "heads_last.keras", "refit_last.keras", "state.json", "history.csv",
+                 "gram_projection.npz"):
         assert (run / name).is_file(), name
     assert not (run / "last.keras").exists()  # the backbone never trained
     metrics = json.loads((run / "bundle" / "metrics.json").read_text())

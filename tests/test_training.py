@@ -171,7 +171,8 @@ def test_state_is_written_last_and_resume_drops_rows_of_unfinished_epochs(tmp_pa
     from training.config import RunConfig
     from training.trainer import _callbacks
 
-    callbacks = _callbacks(tmp_path, "train", "val_author_accuracy", None, RunConfig(), 10, 3, resumed=False)
+    callbacks = _callbacks(tmp_path, "train", "val_author_accuracy", None, RunConfig(), 10, 3, resumed=None,
+                           appending=False)
     assert isinstance(callbacks[-1], ResumeState)  # a kill never leaves state ahead of history
     history = tmp_path / "history.csv"
     history.write_text("epoch,loss\n0,1.0\n1,0.9\n2,0.8\n")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +57,91 @@ class EpochLog(keras.callbacks.Callback):
         log.info(line)
 
 
+# What a stateful callback must carry across a resume (Keras resets them in on_train_begin).
+_CALLBACK_FIELDS = {"EarlyStopping": ("wait", "best", "best_epoch"),
+                    "ReduceLROnPlateau": ("wait", "best", "cooldown_counter")}
+
+
 class ResumeState(keras.callbacks.Callback):
-    """After each epoch: the model with its optimizer in `checkpoint` (last.keras), then
-    state.json, each atomically."""
+    """After each epoch, the state a resumed run needs to replay the rest bit for bit (on a
+    CPU): the model with its optimizer (and so its learning-rate schedule position), the
+    random states of its layers (dropout masks: Keras does not save them), and the stateful
+    callbacks' counters. The epoch's checkpoint is written under a name of its own, then
+    state.json (atomically: the commit point) names it as pending, then it is renamed to
+    `checkpoint`; `read_state` finishes a rename that a kill interrupted. A kill at any moment
+    thus leaves a checkpoint that matches state.json.
+
+    `resumed`: the state being resumed from; its callback counters are restored when training
+    begins, after the callbacks' own resets (this callback runs last)."""
 
     def __init__(self, run_dir: Path, phase: str, monitor: str, best: float | None,
-                 checkpoint: str = LAST_MODEL):
+                 checkpoint: str = LAST_MODEL, resumed: dict | None = None):
         super().__init__()
         self.run_dir = run_dir
         self.phase = phase
         self.monitor = monitor
         self.best = best
         self.checkpoint = checkpoint
+        self.resumed = resumed
+        self.stateful: list[keras.callbacks.Callback] = []
+
+    def track(self, callbacks: list[keras.callbacks.Callback]) -> ResumeState:
+        self.stateful = [c for c in callbacks if type(c).__name__ in _CALLBACK_FIELDS]
+        return self
+
+    def on_train_begin(self, logs=None):
+        saved = (self.resumed or {}).get("callbacks", {})
+        for callback in self.stateful:
+            for name, value in saved.get(type(callback).__name__, {}).items():
+                setattr(callback, name, float(value) if isinstance(value, str) else value)
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is not None and (self.best is None or value > self.best):
             self.best = float(value)
-        tmp = self.run_dir / (self.checkpoint + ".tmp.keras")
-        self.model.save(tmp)
-        os.replace(tmp, self.run_dir / self.checkpoint)
-        state = {"epochs_done": epoch + 1, "phase": self.phase, "best": self.best,
-                 "monitor": self.monitor, "checkpoint": self.checkpoint}
+        for stale in self.run_dir.glob(f"{self.checkpoint}.epoch*.keras"):
+            stale.unlink()  # a save that a kill cut short
+        pending = f"{self.checkpoint}.epoch{epoch + 1}.keras"
+        self.model.save(self.run_dir / pending)
+        counters = {type(c).__name__: {name: _json_number(getattr(c, name))
+                                       for name in _CALLBACK_FIELDS[type(c).__name__]}
+                    for c in self.stateful}
+        state = {"epochs_done": epoch + 1, "phase": self.phase, "best": self.best, "monitor": self.monitor,
+                 "checkpoint": self.checkpoint, "pending": pending, "callbacks": counters,
+                 "rng": rng_states(self.model)}
         (self.run_dir / (STATE_FILE + ".tmp")).write_text(json.dumps(state))
         os.replace(self.run_dir / (STATE_FILE + ".tmp"), self.run_dir / STATE_FILE)
+        os.replace(self.run_dir / pending, self.run_dir / self.checkpoint)
+
+
+def _json_number(value):
+    if value is None:
+        return None
+    value = float(value)
+    return str(value) if value in (np.inf, -np.inf) else value  # JSON has no infinity
+
+
+def _seed_generators(model: keras.Model) -> list:
+    """Every layer's seed generators, in the model's fixed layer order."""
+    return [generator for layer in model._flatten_layers(include_self=True)
+            for generator in getattr(layer, "_seed_generators", [])]
+
+
+def rng_states(model: keras.Model) -> list[list[int]]:
+    return [keras.ops.convert_to_numpy(g.state).tolist() for g in _seed_generators(model)]
+
+
+def restore_rng_states(model: keras.Model, state: dict) -> None:
+    """Reloaded, a layer's seed generator starts afresh (another seed, counter 0): put back
+    the states of the interrupted run, so dropout draws the masks it would have drawn."""
+    saved, generators = state.get("rng"), _seed_generators(model)
+    if saved is None:
+        log.warning("state.json has no random states: dropout will not replay the interrupted run exactly")
+        return
+    if len(saved) != len(generators):
+        raise ValueError(f"state.json holds {len(saved)} random states for {len(generators)} generators")
+    for generator, values in zip(generators, saved, strict=True):
+        generator.state.assign(np.asarray(values, dtype=keras.ops.convert_to_numpy(generator.state).dtype))
 
 
 def read_state(run_dir: Path) -> dict | None:
@@ -87,7 +149,11 @@ def read_state(run_dir: Path) -> dict | None:
     if not path.is_file():
         return None
     state = json.loads(path.read_text())
-    if not (run_dir / state.get("checkpoint", LAST_MODEL)).is_file():
+    checkpoint = run_dir / state.get("checkpoint", LAST_MODEL)
+    pending = run_dir / state["pending"] if state.get("pending") else None
+    if pending is not None and pending.is_file():  # killed between state.json and the rename
+        os.replace(pending, checkpoint)
+    if not checkpoint.is_file():
         return None
     return state
 

@@ -29,10 +29,18 @@ from models.registry import backbone_spec, check_options, check_size
 from models.saving import load_model
 from models.style_model import StyleModel
 from models.transfer import pretrained_base
-from training.callbacks import EpochLog, ResumeState, plot_curves, read_state, trim_history
+from training.callbacks import (
+    EpochLog,
+    ResumeState,
+    plot_curves,
+    read_state,
+    restore_rng_states,
+    trim_history,
+)
 from training.config import RunConfig
 from training.data import CARVE_RULE, TrainingData, carve_validation, load_training_data
 from training.feature_cache import encode_all
+from training.gram_projection import fit_gram_projections, projection_digest, set_gram_projections
 from training.input_wait import measure_input_wait
 from training.model_setup import (
     array_targets,
@@ -97,8 +105,13 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
     cache_dir = _cache_dir(config)
 
     title_authors = data.vocabulary.title_authors(data.train_rows)
+    # Seeded again: the first run on a machine converts the packaged weights, which draws random
+    # initial values that later runs (reading the converted file) do not; the heads must not care.
+    keras.utils.set_random_seed(config.train.seed)
     with runtime.strategy.scope():
         model = build_model(config.model, data.vocabulary, size, spec, title_authors, backbone)
+    if mode != "scratch":
+        _gram_projections(model.backbone, data, config, run_dir, size)
     pool, data = _read_pool(data, model, config, mode, size, cache_dir, progress)
 
     done = state["epochs_done"] if state else 0
@@ -107,7 +120,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
     for phase, start, end, learning_rate in phases:
         if done >= end:
             continue
-        resuming = bool(state) and state["phase"] == phase and done > start
+        resuming = state if state and state["phase"] == phase and done > start else None
         if phase in ("frozen", "refit"):
             _train_heads(model, pool, data, config, run_dir, phase, (start, done, end), best, resuming,
                          learning_rate, runtime, size)
@@ -140,6 +153,22 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
     return export_bundle(model, data, config, size, run_dir, train_rows, val_rows)
 
 
+def _gram_projections(backbone: keras.Model, data: TrainingData, config: RunConfig, run_dir: Path,
+                      size) -> None:
+    """Fit the backbone's Gram projections on training images once per run (a resumed run
+    reuses them, so its cached features and checkpoints stay valid)."""
+    saved = run_dir / "gram_projection.npz"
+    if saved.is_file():
+        with np.load(saved) as fitted:
+            set_gram_projections(backbone, dict(fitted))
+        return
+    fitted = fit_gram_projections(backbone, [r.path for r in data.train_rows], size, config.train.seed)
+    if fitted:
+        tmp = run_dir / "gram_projection.tmp.npz"
+        np.savez(tmp, **fitted)
+        tmp.replace(saved)
+
+
 def _read_pool(data: TrainingData, model: StyleModel, config: RunConfig, mode: str, size, cache_dir: Path,
                progress: bool) -> tuple[Pool, TrainingData]:
     """Decode (scratch) or encode (pretrained) every image once; carve validation if none was given."""
@@ -149,7 +178,7 @@ def _read_pool(data: TrainingData, model: StyleModel, config: RunConfig, mode: s
         read = decode_all(paths, size, cache_dir, progress=progress)
         source = read.pixels
     else:
-        identity = backbone_identity(config.model, size, config.train.seed)
+        identity = backbone_identity(config.model, size, config.train.seed, projection_digest(model.backbone))
         read = encode_all(paths, size, model.backbone, identity, cache_dir, progress=progress)
         source = read.features
     train = np.arange(len(data.train_rows))
@@ -205,8 +234,8 @@ def _validation(pool: Pool, data: TrainingData, model, batch_size: int) -> tf.da
 
 
 def _train_heads(model: StyleModel, pool: Pool, data, config: RunConfig, run_dir: Path, phase: str,
-                 epochs: tuple[int, int, int], best: float | None, resuming: bool, learning_rate, runtime,
-                 size) -> None:
+                 epochs: tuple[int, int, int], best: float | None, resuming: dict | None, learning_rate,
+                 runtime, size) -> None:
     """The heads on cached features, the backbone untouched: the frozen phase on the training
     rows, validated; the refit phase on training and validation rows together, from scratch."""
     start, done, end = epochs
@@ -215,11 +244,13 @@ def _train_heads(model: StyleModel, pool: Pool, data, config: RunConfig, run_dir
     with runtime.strategy.scope():
         if resuming:
             heads = load_model(run_dir / f"{stem}last.keras")
+            restore_rng_states(heads, resuming)
             log.info("resuming the %s heads after epoch %d", phase, done)
         else:
             if phase == "refit":  # new heads, the same starting point the frozen phase had
+                keras.utils.set_random_seed(config.train.seed)  # whether or not this process ran "frozen"
                 model = build_model(config.model, data.vocabulary, size, backbone_spec(config.model.backbone),
-                                    model.title_authors)
+                                    model.title_authors, model.backbone)
             if model.standardize:
                 rows = pool.usable_of(index)
                 model.set_feature_statistics(*_feature_statistics(pool.source, rows), len(rows))
@@ -235,7 +266,7 @@ def _train_heads(model: StyleModel, pool: Pool, data, config: RunConfig, run_dir
         trim_history(run_dir / "history.csv", done)
     callbacks = _callbacks(run_dir, phase, monitored(heads, val is not None),
                            best if phase == "frozen" else None, config, stream.sampler.epoch_size, end,
-                           resumed=done > 0, checkpoint_stem=stem, early_stopping=False)
+                           resumed=resuming, checkpoint_stem=stem, early_stopping=False, appending=done > 0)
     heads.fit(stream.dataset(end, start_epoch=done).map(stream_targets(heads, data.label)), epochs=end,
               initial_epoch=done, steps_per_epoch=stream.steps_per_epoch, validation_data=val,
               callbacks=callbacks, verbose=0, shuffle=False)
@@ -249,13 +280,14 @@ def _load_heads(model: StyleModel, run_dir: Path, stem: str = "heads_") -> None:
 
 
 def _train_on_images(model: StyleModel, pool: Pool, data, config: RunConfig, run_dir: Path, phase: str,
-                     epochs: tuple[int, int, int], best: float | None, resuming: bool, learning_rate,
+                     epochs: tuple[int, int, int], best: float | None, resuming: dict | None, learning_rate,
                      runtime, mode: str, size, progress: bool) -> StyleModel:
     """The scratch or fine_tune phase: the whole model on balanced, augmented images."""
     start, done, end = epochs
     with runtime.strategy.scope():
         if resuming:
             model = load_model(run_dir / "last.keras")
+            restore_rng_states(model, resuming)
             log.info("resuming after epoch %d (%s)", done, phase)
         else:
             if phase == "fine_tune":
@@ -284,7 +316,7 @@ def _train_on_images(model: StyleModel, pool: Pool, data, config: RunConfig, run
     if done > 0:
         trim_history(run_dir / "history.csv", done)
     callbacks = _callbacks(run_dir, phase, monitored(model, val is not None), best, config,
-                           stream.sampler.epoch_size, end, resumed=done > 0,
+                           stream.sampler.epoch_size, end, resumed=resuming, appending=done > 0,
                            input_wait=input_wait.share if input_wait else None)
     model.fit(stream.dataset(end, start_epoch=done).map(to_keras), epochs=end, initial_epoch=done,
               steps_per_epoch=stream.steps_per_epoch, validation_data=val, callbacks=callbacks, verbose=0,
@@ -351,13 +383,16 @@ def _probe_input(config: RunConfig, gpus: int) -> bool:
 
 
 def _callbacks(run_dir: Path, phase: str, monitor: str, best: float | None, config: RunConfig,
-               images_per_epoch: int, epochs: int, resumed: bool, input_wait: float | None = None,
-               checkpoint_stem: str = "", early_stopping: bool = True) -> list[keras.callbacks.Callback]:
+               images_per_epoch: int, epochs: int, resumed: dict | None, appending: bool,
+               input_wait: float | None = None, checkpoint_stem: str = "",
+               early_stopping: bool = True) -> list[keras.callbacks.Callback]:
+    """`resumed`: the state.json of the interrupted run (None for a fresh phase); `appending`:
+    history.csv already holds earlier epochs."""
     train = config.train
     callbacks = [
         keras.callbacks.ModelCheckpoint(run_dir / f"{checkpoint_stem}best.keras", monitor=monitor, mode="max",
                                         save_best_only=True, initial_value_threshold=best),
-        keras.callbacks.CSVLogger(run_dir / "history.csv", append=resumed),
+        keras.callbacks.CSVLogger(run_dir / "history.csv", append=appending),
         keras.callbacks.TensorBoard(run_dir / "tensorboard", write_graph=False, profile_batch=0),
         EpochLog(images_per_epoch, epochs, input_wait),
     ]
@@ -370,5 +405,6 @@ def _callbacks(run_dir: Path, phase: str, monitor: str, best: float | None, conf
                                                               patience=train.lr_patience))
     # Last: state.json may say an epoch is done only once its history row, checkpoint and
     # learning-rate change are on disk, or a kill in between would lose them on resume.
-    callbacks.append(ResumeState(run_dir, phase, monitor, best, f"{checkpoint_stem}last.keras"))
+    callbacks.append(ResumeState(run_dir, phase, monitor, best, f"{checkpoint_stem}last.keras",
+                                 resumed).track(callbacks))
     return callbacks

@@ -9,9 +9,9 @@ from models.registry import backbone_spec, resolve_weights
 from training.config import ModelConfig
 
 
-def backbone_identity(config: ModelConfig, size: tuple[int, int], seed: int) -> str:
-    """Backbone name, pooling, options, input size and the weights' digest (random initial
-    weights depend on the seed)."""
+def backbone_identity(config: ModelConfig, size: tuple[int, int], seed: int, projection: str = "") -> str:
+    """Backbone name, pooling, options, input size, the weights' digest (random initial
+    weights depend on the seed) and `projection`, the fitted Gram projections' digest."""
     spec = backbone_spec(config.backbone)
     weights = resolve_weights(spec, config.weights)
     if weights is None:
@@ -23,5 +23,6 @@ def backbone_identity(config: ModelConfig, size: tuple[int, int], seed: int) -> 
     else:
         source = f"file sha256 {file_sha256(weights)}"
     return json.dumps({"backbone": config.backbone, "pooling": config.pooling or spec.default_pooling,
-                       "options": config.backbone_options, "size": list(size), "weights": source},
+                       "options": config.backbone_options, "size": list(size), "weights": source,
+                       "projection": projection},
                       sort_keys=True, default=list)
