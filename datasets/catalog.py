@@ -95,21 +95,29 @@ class ImageRow:
     status: str
 
 
+WRITER_WAIT_SECONDS = 30.0
+
+
 class Catalog:
     """A connection to one catalog file; use as a context manager."""
 
-    def __init__(self, path: str | os.PathLike, create: bool = False):
+    def __init__(self, path: str | os.PathLike, create: bool = False, wait: float = WRITER_WAIT_SECONDS):
+        """`wait`: how long a write waits for another process's write to finish."""
         self.path = Path(path)
+        self.wait = wait
         if not create and not self.path.is_file():
             raise CatalogError(f"{self.path}: no such catalog (run `python -m datasets import` first)")
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.root = self.path.resolve().parent
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db = sqlite3.connect(self.path, timeout=wait, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._check_schema(create)
+        except sqlite3.OperationalError as err:
+            message = self._busy_message(err) or f"{self.path}: not a usable catalog ({err})"
+            raise CatalogError(message) from None
         except sqlite3.DatabaseError as err:
             raise CatalogError(f"{self.path}: not a usable catalog ({err})") from None
 
@@ -124,14 +132,34 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """All writes inside commit together or not at all."""
-        self.db.execute("BEGIN IMMEDIATE")
+        """All writes inside commit together or not at all. Another process holding the write
+        lock for longer than `wait` is a CatalogError saying so, with nothing written."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as err:
+            raise CatalogError(self._busy_message(err) or f"{self.path}: {err}") from None
         try:
             yield
+        except sqlite3.OperationalError as err:
+            self.db.execute("ROLLBACK")
+            message = self._busy_message(err)
+            if message:
+                raise CatalogError(message) from None
+            raise
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as err:
+            self.db.execute("ROLLBACK")
+            raise CatalogError(self._busy_message(err) or f"{self.path}: {err}") from None
+
+    def _busy_message(self, err: sqlite3.OperationalError) -> str | None:
+        if "locked" not in str(err) and "busy" not in str(err):
+            return None
+        return (f"{self.path}: another process is writing to this catalog (waited {self.wait:g} s); "
+                "nothing was written in this batch, run the command again when it has finished")
 
     # --- writes -----------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from datasets.catalog import SPLITS, Catalog, CatalogError
+from datasets.catalog import SPLITS, WRITER_WAIT_SECONDS, Catalog, CatalogError
 from datasets.config import (
     DEFAULT_CATALOG,
     LABEL_KINDS,
@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     _catalog_arg(p)
     p.add_argument("--image-root", help="folder the manifest's image paths are relative to "
                    "(default: the manifest's folder)")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="accept manifest rows that point outside the image root (refused by default)")
+    p.add_argument("--wait", type=float, default=WRITER_WAIT_SECONDS,
+                   help="seconds to wait for another process writing to the catalog (default: %(default)s)")
     p.add_argument("--source-name", default=imports.source, help="source recorded for the titles "
                    "(default: %(default)s)")
     p.add_argument("--batch-size", type=_positive, default=imports.batch_size,
@@ -119,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    records, skipped = read_source(args.source, args.image_root)
+    records, skipped = read_source(args.source, args.image_root, args.allow_outside_root)
     config = ImportConfig(max_pixels=args.max_pixels, batch_size=args.batch_size,
                           placeholder_min_titles=args.placeholder_min_titles, source=args.source_name)
-    with Catalog(args.catalog, create=True) as catalog:
+    with Catalog(args.catalog, create=True, wait=args.wait) as catalog:
         report = ingest(catalog, records, config, progress=not args.quiet)
         totals = (catalog.count("authors"), catalog.count("titles"), catalog.count("images"))
     report.rejected[:0] = skipped

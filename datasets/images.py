@@ -8,9 +8,11 @@ the file and the problem.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,16 +181,34 @@ def is_image_name(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _check_file(path: str | os.PathLike) -> None:
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` is not a readable regular file, in a few words; None when it is one."""
     p = Path(path)
-    if not p.exists():
-        raise ImageError(path, "no such file")
-    if p.is_dir():
-        raise ImageError(path, "is a directory, expected an image file")
+    try:
+        info = p.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symlink loop"
+        if p.is_symlink():
+            return f"broken symlink (to {os.readlink(p)})"
+        if err.errno == errno.EACCES:
+            return "permission denied"
+        return "no such file"
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory, expected an image file"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
     if not os.access(p, os.R_OK):
-        raise ImageError(path, "permission denied")
-    if p.stat().st_size == 0:
-        raise ImageError(path, "empty file (0 bytes)")
+        return "permission denied"
+    if info.st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
+def _check_file(path: str | os.PathLike) -> None:
+    problem = file_problem(path)
+    if problem:
+        raise ImageError(path, problem)
 
 
 def _wide_to_l(im: Image.Image) -> Image.Image:

@@ -15,13 +15,13 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from tqdm import tqdm
 
 from datasets.catalog import Catalog, CatalogError
 from datasets.config import ImportConfig
-from datasets.images import ImageError, file_sha256, inspect_image, is_image_name
+from datasets.images import ImageError, file_problem, file_sha256, inspect_image, is_image_name
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ class ImportReport:
                 f"rejected {len(self.rejected)}; placeholders flagged {self.placeholders}")
 
 
-def read_source(source: str | os.PathLike, image_root: str | os.PathLike | None = None
-                ) -> tuple[list[SourceImage], list[str]]:
+def read_source(source: str | os.PathLike, image_root: str | os.PathLike | None = None,
+                allow_outside_root: bool = False) -> tuple[list[SourceImage], list[str]]:
     """Records of a folder tree or a `.csv` manifest, plus one-line reasons for entries skipped."""
     path = Path(source)
     if not path.exists():
@@ -69,7 +69,7 @@ def read_source(source: str | os.PathLike, image_root: str | os.PathLike | None 
             raise SourceError(f"{path}: --image-root applies to CSV manifests only")
         return read_folder_tree(path)
     if path.suffix.lower() == ".csv":
-        return read_manifest(path, image_root)
+        return read_manifest(path, image_root, allow_outside_root)
     raise SourceError(f"{path}: expected a folder ROOT/<author>/<title>/<image> or a .csv manifest")
 
 
@@ -86,8 +86,11 @@ def read_folder_tree(root: Path) -> tuple[list[SourceImage], list[str]]:
                 continue
             position = 0
             for file in _sorted_entries(title_dir):
-                if not file.is_file() or not is_image_name(file):
-                    skipped.append(f"{file}: not a png, jpg, webp, gif or bmp file, ignored")
+                problem = file_problem(file)
+                if problem is None and not is_image_name(file):
+                    problem = "not a png, jpg, webp, gif or bmp file"
+                if problem:
+                    skipped.append(f"{file}: {problem}, ignored")
                     continue
                 records.append(SourceImage(file, title_dir.name, author_dir.name, (),
                                            position, str(file)))
@@ -97,8 +100,12 @@ def read_folder_tree(root: Path) -> tuple[list[SourceImage], list[str]]:
     return records, skipped
 
 
-def read_manifest(manifest: Path, image_root: str | os.PathLike | None = None
-                  ) -> tuple[list[SourceImage], list[str]]:
+def read_manifest(manifest: Path, image_root: str | os.PathLike | None = None,
+                  allow_outside_root: bool = False) -> tuple[list[SourceImage], list[str]]:
+    """Rows name images relative to `image_root` (default: the manifest's folder, where absolute
+    paths are allowed too, as `datasets export` writes them). With an explicit `image_root`, a
+    row that points outside it (`../x.png`, an absolute path) is refused unless
+    `allow_outside_root`: a root confines what training reads and a bundle copies."""
     base = Path(image_root) if image_root is not None else manifest.parent
     if image_root is not None and not base.is_dir():
         raise SourceError(f"{base}: --image-root is not a directory")
@@ -124,6 +131,10 @@ def read_manifest(manifest: Path, image_root: str | os.PathLike | None = None
         image, title = (row.get("image") or "").strip(), (row.get("title") or "").strip()
         if not image or not title:
             skipped.append(f"{origin}: empty image or title, row ignored")
+            continue
+        if image_root is not None and not allow_outside_root and not _inside(base, image):
+            skipped.append(f"{origin}: {image} is outside the image root {base}, row refused "
+                           "(--allow-outside-root accepts it)")
             continue
         author = (row.get("author") or "").strip() or None
         genres = tuple(sorted({g.strip() for g in (row.get("genres") or "").split("|") if g.strip()}))
@@ -179,6 +190,15 @@ def _ingest_one(catalog: Catalog, record: SourceImage, config: ImportConfig,
         report.added += 1
     else:
         report.duplicates += 1
+
+
+def _inside(base: Path, relative: str) -> bool:
+    """Whether `relative` names a path under `base`, judged on the names (a symlinked folder
+    inside the root is the user's choice, so links are not resolved)."""
+    if Path(relative).is_absolute() or PureWindowsPath(relative).is_absolute():
+        return False
+    joined = os.path.normpath(os.path.join(os.path.abspath(base), relative))
+    return joined.startswith(os.path.join(os.path.abspath(base), ""))
 
 
 def _with_origin(message: str, record: SourceImage) -> str:

@@ -292,6 +292,24 @@ class _ThumbnailCache:
         return self.cache[path]
 
 
+def _check_split_sizes(path, report: SplitReport, config: SplitConfig, per_title: Counter) -> None:
+    """Fail (before anything is stored) when train, or a test share that was asked for, would be
+    empty; warn when validation would be."""
+    if len(report.excluded_titles) == len(per_title):
+        raise ValueError(f"{path}: --min-images {config.min_images} leaves no title to split (the largest "
+                         f"has {max(per_title.values())} images); lower --min-images")
+    fractions = dict(zip(SPLITS, config.fractions, strict=False))
+    kept = len(per_title) - len(report.excluded_titles)
+    for split in ("train", "test"):
+        if not report.images[split] and (split == "train" or fractions[split] > 0):
+            asked = "/".join(f"{f:g}" for f in config.fractions)
+            raise ValueError(f"{path}: --fractions {asked} would leave {split} empty ({kept} titles, "
+                             f"grouped by {config.by}); give {split} a larger fraction or add titles")
+    if fractions["val"] > 0 and not report.images["val"]:
+        log.warning("%s: validation is empty: %d titles are too few for a validation share of %g", path,
+                    kept, fractions["val"])
+
+
 def split_catalog(catalog: Catalog, config: SplitConfig) -> SplitReport:
     """Assign every usable image of `catalog` a split, store it, and report on it."""
     rows = catalog.images()
@@ -306,6 +324,7 @@ def split_catalog(catalog: Catalog, config: SplitConfig) -> SplitReport:
         report.images[split] = len(chosen)
         report.titles[split] = len({r.title for r in chosen})
         report.labels[split] = len({row_label(r, config.label) for r in chosen})
+    _check_split_sizes(catalog.path, report, config, per_title)
     train_labels = {row_label(r, config.label) for r in rows if assignment[r.id] == "train"}
     report.unseen_in_train = sorted({row_label(r, config.label) for r in rows
                                      if assignment[r.id] in ("val", "test")} - train_labels)

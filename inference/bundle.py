@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.bundle_schema import check_manifest
+
 BUNDLE_FORMAT = 1
 MANIFEST = "bundle.json"
 INDEX = "title_index.npz"
@@ -89,9 +91,12 @@ class Bundle:
             meta = json.loads(manifest.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise BundleError(f"{manifest}: unreadable ({err})") from None
-        if meta.get("format") != BUNDLE_FORMAT:
+        if isinstance(meta, dict) and meta.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"{path}: bundle format {meta.get('format')}, this version of Stylefinder "
                               f"reads format {BUNDLE_FORMAT}")
+        problem = check_manifest(meta, manifest)
+        if problem:
+            raise BundleError(problem)
         try:
             with np.load(path / INDEX) as index:
                 embeddings = index["embeddings"].astype(np.float32)
@@ -100,7 +105,7 @@ class Bundle:
         meta["titles"] = [TitleEntry(t["name"], t["author"], tuple(t["genres"]), tuple(t["thumbnails"]),
                                      t["images"]) for t in meta["titles"]]
         meta["image_size"] = tuple(meta["image_size"])
-        if embeddings.shape[0] != len(meta["titles"]):
+        if embeddings.ndim != 2 or embeddings.shape[0] != len(meta["titles"]):
             raise BundleError(f"{path}: title index has {embeddings.shape[0]} rows for "
                               f"{len(meta['titles'])} titles")
         return cls(path=path, title_embeddings=embeddings, **meta)

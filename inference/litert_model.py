@@ -7,18 +7,27 @@ import os
 import numpy as np
 
 
+class ModelFileError(ValueError):
+    """A model.tflite that LiteRT cannot open; str() is one line naming the file."""
+
+
 class LiteRTModel:
     """images float32 [n, H, W, 3] in 0-1 -> {"author", "genres", "embedding"} arrays."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
-        self.runner = self.interpreter.get_signature_runner()
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
+            self.runner = self.interpreter.get_signature_runner()
+        except (ValueError, RuntimeError) as err:  # random bytes, a cut file, no signature
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelFileError(f"{path}: not a valid LiteRT model ({reason})") from None
         inputs = self.runner.get_input_details()
         if len(inputs) != 1:
-            raise ValueError(f"{path}: expected one input, found {len(inputs)}")
+            raise ModelFileError(f"{path}: expected one input, found {len(inputs)}")
         self.input_name = next(iter(inputs))
+        self.input_shape = tuple(int(d) for d in inputs[self.input_name]["shape"])
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         images = np.ascontiguousarray(images, dtype=np.float32)

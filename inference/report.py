@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from datasets.images import ImageError, is_image_name, load_image
+from datasets.images import ImageError, file_problem, is_image_name, load_image
 from inference.bundle import BundleError
 from inference.contact_sheet import draw_contact_sheet
 from inference.query import DEMO_BUNDLE, MODES, SimilarityResult, StyleFinder
@@ -62,7 +62,12 @@ def collect_images(sources: Sequence[str]) -> list[Path]:
 
 def write_report(finder: StyleFinder, images: Sequence[Path], out: Path, k: int = 10,
                  mode: str = "embedding", progress: bool = True) -> tuple[Path, list[str]]:
-    """Write the report folder; returns index.html and one line per image that could not be read."""
+    """Write the report folder; returns index.html and one line per image that could not be read.
+
+    The new report is built beside the old one and swapped in with renames, so that at every
+    moment one complete report exists: in `out`, or, for an instant, in `out.old` (a run killed
+    then leaves it there, and the next run puts it back before it starts)."""
+    finish_interrupted_swap(out)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     for sub in ("queries", "thumbs", "sheets"):
@@ -88,10 +93,24 @@ def write_report(finder: StyleFinder, images: Sequence[Path], out: Path, k: int 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    old = out.with_name(out.name + ".old")
     if out.exists():
-        shutil.rmtree(out)
+        os.replace(out, old)
     os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
     return out / "index.html", errors
+
+
+def finish_interrupted_swap(out: Path) -> None:
+    """Repair what a kill during the swap left: the old report back in place if the new one
+    never arrived, or the old one deleted if it did."""
+    old = out.with_name(out.name + ".old")
+    if not old.exists():
+        return
+    if out.exists():
+        shutil.rmtree(old)
+    else:
+        os.replace(old, out)
 
 
 def _copy_thumbnail(source: str | None, folder: Path, copied: dict[str, str]) -> str | None:
@@ -151,9 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --top-k must be between 1 and 100, got {args.top_k}", file=sys.stderr)
         return EXIT_BAD_INPUT
     missing = [s for s in args.sources if not Path(s).exists()]
-    if missing:
-        print(f"error: {missing[0]}: no such file or folder", file=sys.stderr)
+    if len(missing) == len(args.sources):  # nothing to report on: the old report stays
+        problem = file_problem(missing[0])
+        print(f"error: {missing[0]}: {'no such file or folder' if problem == 'no such file' else problem}",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
+    # Otherwise a missing file is one more unreadable image, listed like the others.
     images = collect_images(args.sources)
     if not images:
         print(f"error: {', '.join(args.sources)}: no image files found", file=sys.stderr)

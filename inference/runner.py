@@ -24,13 +24,20 @@ class LiteRTRunner:
 
     def __init__(self, bundle: Bundle, threads: int | None = None):
         from datasets.tf_runtime import quiet_stderr
-        from inference.litert_model import LiteRTModel
+        from inference.litert_model import LiteRTModel, ModelFileError
 
         # LiteRT announces its XNNPACK delegate on stderr when the first tensor is allocated.
-        with quiet_stderr():
-            self.model = LiteRTModel(bundle.tflite_path, threads)
-            height, width = bundle.image_size
-            self.model(np.zeros((1, height, width, 3), np.float32))
+        height, width = bundle.image_size
+        try:
+            with quiet_stderr():
+                self.model = LiteRTModel(bundle.tflite_path, threads)
+                if self.model.input_shape[1:] != (height, width, 3):
+                    raise ModelFileError(
+                        f"{bundle.path / 'bundle.json'}: image_size {[height, width]} does not match "
+                        f"{bundle.tflite_path.name}'s input {list(self.model.input_shape[1:3])}")
+                self.model(np.zeros((1, height, width, 3), np.float32))
+        except (ModelFileError, ValueError, RuntimeError) as err:
+            raise BundleError(str(err).strip().splitlines()[0]) from None
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         return self.model(images)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from pathlib import Path
 
 from flask import Flask, Request, jsonify, request, send_from_directory
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_UPLOAD = 10 * 2**20
 MAX_K = 100
+# The form needs two parts (image, k): limits far above that, far below Werkzeug's defaults.
+MAX_FORM_PARTS = 16
+MAX_FORM_FIELD = 64 * 2**10  # bytes of a part's headers or of a text field
+_K = re.compile(r"[0-9]{1,6}")  # ASCII digits only: str.isdigit() accepts "²", which int() refuses
 STATIC = Path(__file__).with_name("static")
 
 
@@ -42,6 +47,8 @@ def create_app(finder: StyleFinder, max_upload: int = DEFAULT_MAX_UPLOAD) -> Fla
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = max_upload
+    app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_FIELD
     app.url_map.merge_slashes = False  # "/thumbs//etc/passwd" must reach the safe join and 404
     thumbs = (finder.bundle.path / "thumbs").resolve()
 
@@ -83,7 +90,12 @@ def create_app(finder: StyleFinder, max_upload: int = DEFAULT_MAX_UPLOAD) -> Fla
 
     @app.errorhandler(413)
     def too_large(_err):
-        return jsonify(error=f"upload larger than the limit of {max_upload:,} bytes"), 413
+        length = request.content_length
+        if length is not None and length > max_upload:
+            return jsonify(error=f"upload of {length:,} bytes is over the limit of {max_upload:,} bytes"), 413
+        # Werkzeug raises the same 413 for both form limits, without saying which.
+        return jsonify(error=f"multipart form too large: more than {MAX_FORM_PARTS} parts, or a part header "
+                             f"or text field over {MAX_FORM_FIELD:,} bytes"), 413
 
     @app.errorhandler(404)
     def not_found(_err):
@@ -99,7 +111,7 @@ def create_app(finder: StyleFinder, max_upload: int = DEFAULT_MAX_UPLOAD) -> Fla
 def parse_k(raw: str | None) -> int:
     if raw is None or raw == "":
         return 10
-    if not raw.strip().isdigit():
+    if not _K.fullmatch(raw.strip()):
         raise BadRequest(f"k must be an integer between 1 and {MAX_K}, got {raw[:20]!r}")
     k = int(raw)
     if not 1 <= k <= MAX_K:

@@ -223,3 +223,45 @@ def test_version_1_catalog_is_upgraded_in_place(tmp_path):
         assert catalog.title_info("local", "T") == {"type": "TV"}
         version = catalog.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
     assert version == "2"
+
+
+def test_a_catalog_held_by_another_writer_is_one_line_and_nothing_is_written(tmp_path, cli):
+    src = tmp_path / "src"
+    make_tree(src, authors=2, titles=1, per_title=2)
+    catalog = tmp_path / "c.sqlite"
+    cli("datasets", "import", str(src / "author0"), "--catalog", str(catalog), "--quiet", check_exit=0)
+    before = dump(catalog)
+    holder = sqlite3.connect(catalog, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    try:
+        result = cli("datasets", "import", str(src), "--catalog", str(catalog), "--quiet", "--wait", "0.2",
+                     check_exit=2)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    err = result.stderr.strip()
+    assert err.splitlines() == [err] and "Traceback" not in err
+    assert err.startswith(f"error: {catalog}: another process is writing to this catalog")
+    assert dump(catalog) == before
+
+
+def test_manifest_rows_outside_the_image_root_are_refused_unless_allowed(tmp_path, cli):
+    root, outside = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    style_image(0, 0).save(root / "in.png")
+    style_image(1, 1).save(outside / "out.png")
+    rows = [{"image": "in.png", "title": "T", "author": "A", "genres": ""},
+            {"image": "../elsewhere/out.png", "title": "T", "author": "A", "genres": ""},
+            {"image": str(outside / "out.png"), "title": "U", "author": "A", "genres": ""},
+            {"image": "sub/../in.png", "title": "V", "author": "A", "genres": ""}]
+    manifest = make_manifest(tmp_path, rows)
+    result = cli("datasets", "import", str(manifest), "--image-root", str(root), "--catalog",
+                 str(tmp_path / "c.sqlite"), "--quiet", check_exit=0)
+    assert "added 2," in result.stdout and "rejected 2" in result.stdout
+    refused = [line for line in result.stdout.splitlines() if "outside the image root" in line]
+    assert len(refused) == 2 and f"{manifest}:3" in refused[0] and f"{manifest}:4" in refused[1]
+    with Catalog(tmp_path / "c.sqlite") as catalog:
+        assert {r.path.name for r in catalog.images()} == {"in.png"}
+    records, skipped = read_source(manifest, root, allow_outside_root=True)
+    assert len(records) == 4 and skipped == []

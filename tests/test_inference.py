@@ -264,3 +264,57 @@ def test_litert_and_keras_embeddings_agree(tiny_run, tiny_bundle):
         np.linalg.norm(lite["embedding"], axis=1) * np.linalg.norm(keras_out["embedding"], axis=1))
     assert cosine.min() >= 0.999
     np.testing.assert_allclose(lite["author"], keras_out["author"], atol=1e-4)
+
+
+def _broken_bundles(tiny_bundle, folder: Path) -> dict[str, tuple[Path, str]]:
+    """Bundles that are wrong in one way each -> (folder, what the one line must say)."""
+    cases = {}
+
+    def copy(name: str) -> Path:
+        target = folder / name
+        shutil.copytree(tiny_bundle, target)
+        return target
+
+    def edit_meta(name: str, change) -> Path:
+        target = copy(name)
+        meta = json.loads((target / "bundle.json").read_text())
+        change(meta)
+        (target / "bundle.json").write_text(json.dumps(meta))
+        return target
+
+    target = copy("random_tflite")
+    (target / "model.tflite").write_bytes(np.random.default_rng(0).bytes(4096))
+    cases["random_tflite"] = (target, f"{target / 'model.tflite'}: not a valid LiteRT model")
+    target = copy("cut_tflite")
+    whole = (target / "model.tflite").read_bytes()
+    (target / "model.tflite").write_bytes(whole[: len(whole) // 2])
+    cases["cut_tflite"] = (target, f"{target / 'model.tflite'}: not a valid LiteRT model")
+    target = edit_meta("no_titles", lambda m: m.pop("titles"))
+    cases["no_titles"] = (target, f"{target / 'bundle.json'}: key titles is missing")
+    target = edit_meta("unknown_key", lambda m: m.update(colour="blue"))
+    cases["unknown_key"] = (target, f"{target / 'bundle.json'}: unknown key colour")
+    target = edit_meta("wrong_type", lambda m: m.update(authors="author0"))
+    cases["wrong_type"] = (target, f"{target / 'bundle.json'}: key authors must be a list of strings")
+    target = edit_meta("title_type", lambda m: m["titles"][0].update(images="many"))
+    cases["title_type"] = (target, f"{target / 'bundle.json'}: key titles[0].images must be a count")
+    target = edit_meta("size", lambda m: m.update(image_size=[m["image_size"][0] + 8, m["image_size"][1]]))
+    cases["size"] = (target, f"{target / 'bundle.json'}: image_size")
+    target = edit_meta("list", lambda m: m.clear())
+    (target / "bundle.json").write_text("[1, 2]")
+    cases["list"] = (target, f"{target / 'bundle.json'}: not a JSON object")
+    return cases
+
+
+@pytest.mark.parametrize("cli", ["inference.similar", "inference.report", "inference.serve"])
+def test_a_corrupt_model_or_wrong_bundle_json_is_one_line_in_every_cli(tiny_run, tiny_bundle, tmp_path, cli):
+    image = tiny_run[0] / "a0t0_0.png"
+    for case, (bundle, message) in _broken_bundles(tiny_bundle, tmp_path).items():
+        before = {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
+        args = {"inference.similar": [str(image)], "inference.report": [str(image), "--out",
+                                                                         str(tmp_path / f"r_{case}")],
+                "inference.serve": ["--port", "0"]}[cli]
+        result = run_cli(cli, *args, "--bundle", str(bundle), check_exit=2)
+        err = result.stderr.strip()
+        assert err.splitlines() == [err] and "Traceback" not in err, (case, err)
+        assert err.startswith(f"error: {message}"), (case, err)
+        assert {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()} == before, case

@@ -55,6 +55,54 @@ def test_report_replaces_an_old_one_only_when_complete(tiny_bundle, tmp_path):
     assert (out / "keep.txt").read_text() == "old report"
 
 
+def _old_report(folder, files: int):
+    folder.mkdir()
+    (folder / "index.html").write_text("old report")
+    pages = folder / "thumbs"
+    pages.mkdir()
+    for i in range(files):
+        (pages / f"{i}.png").write_bytes(b"x")
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_a_kill_during_the_swap_leaves_one_complete_report_and_a_rerun_finishes(tiny_run, tiny_bundle,
+                                                                                tmp_path, trial):
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "out"
+    _old_report(out, 20_000)  # deleting the old report takes long enough to be caught at it
+    old = out.with_name("out.old")
+    command = [sys.executable, "-m", "inference.report", str(tiny_run[0] / "a0t0_0.png"), "--bundle",
+               str(tiny_bundle), "--out", str(out)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not old.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001 * trial)  # three different moments of the swap
+    process.kill()
+    process.wait()
+    # One complete report at every moment: the new one, or the old one set aside.
+    assert (out / "index.html").is_file() or (old / "index.html").read_text() == "old report"
+    run_cli("inference.report", str(tiny_run[0] / "a1t1_2.png"), "--bundle", str(tiny_bundle), "--out",
+            str(out), check_exit=0)
+    assert "a1t1_2.png" in (out / "index.html").read_text() and not old.exists()
+
+
+def test_an_interrupted_swap_is_finished_by_the_next_run(tmp_path):
+    from inference.report import finish_interrupted_swap
+
+    out, old = tmp_path / "out", tmp_path / "out.old"
+    _old_report(old, 3)  # killed between the two renames: only the old report exists
+    finish_interrupted_swap(out)
+    assert (out / "index.html").read_text() == "old report" and not old.exists()
+    _old_report(old, 3)  # killed while deleting the old report: the new one is in place
+    finish_interrupted_swap(out)
+    assert (out / "index.html").is_file() and not old.exists()
+
+
 def test_report_page_renders_in_chromium(report):
     pytest.importorskip("selenium")
     from collectors.browser import open_browser

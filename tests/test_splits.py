@@ -95,7 +95,7 @@ def test_small_titles_are_left_out(tmp_path):
     records, _ = read_source(src)
     with Catalog(tmp_path / "c.sqlite", create=True) as catalog:
         ingest(catalog, records, progress=False)
-        report = split_catalog(catalog, SplitConfig(min_images=5))
+        report = split_catalog(catalog, SplitConfig(min_images=5, fractions=(0.5, 0.25, 0.25)))
         rows = catalog.images()
     assert report.excluded_titles == {"tiny": 3}
     assert {r.split for r in rows if r.title == "tiny"} == {None}
@@ -113,18 +113,19 @@ def test_leakage_check_and_strict_mode(tmp_path, cli):
             twin = Image.fromarray(np.clip(np.asarray(twin).astype(int) + 1, 0, 255).astype(np.uint8))
     catalog = str(tmp_path / "c.sqlite")
     cli("datasets", "import", str(src), "--catalog", catalog, "--quiet", check_exit=0)
-    cli("datasets", "split", "--catalog", catalog, "--min-images", "1", "--seed", "1", check_exit=0)
+    cli("datasets", "split", "--catalog", catalog, "--min-images", "1", "--seed", "1", "--fractions",
+        "0.5,0.25,0.25", check_exit=0)
     with Catalog(catalog) as c:
         before = {r.id: r.split for r in c.images()}
     result = cli("datasets", "split", "--catalog", catalog, "--min-images", "1", "--seed", "2",
-                 "--strict")
+                 "--fractions", "0.5,0.25,0.25", "--strict")
     assert result.returncode == 1
     assert "near-duplicate pairs across splits" in result.stdout and "shared.png" in result.stdout
     assert result.stderr.strip().endswith("split not stored (--strict)")
     with Catalog(catalog) as c:
         assert {r.id: r.split for r in c.images()} == before
     with Catalog(catalog) as c, pytest.raises(LeakageError):
-        split_catalog(c, SplitConfig(min_images=1, seed=2, strict=True))
+        split_catalog(c, SplitConfig(min_images=1, seed=2, strict=True, fractions=(0.5, 0.25, 0.25)))
 
 
 def test_bad_fractions_fail_with_one_line(catalog_path, cli):
@@ -185,3 +186,25 @@ def test_hash_collisions_are_not_reported_as_leaks(tmp_path):
     leaks = find_leaks([red, blue, red_again], assignment, max_distance=4, pixel_tolerance=8)
     assert [(p.splits, p.paths) for p in leaks] == [
         (("train", "val"), (str(red.path), str(red_again.path)))]
+
+
+def _split_cli(cli, catalog_path, *args, check_exit):
+    return cli("datasets", "split", "--catalog", str(catalog_path), *args, check_exit=check_exit)
+
+
+def test_a_split_that_would_leave_test_empty_fails_and_stores_nothing(tmp_path, cli):
+    make_tree(tmp_path / "src", authors=2, titles=3, per_title=4)  # 6 titles
+    path = tmp_path / "c.sqlite"
+    cli("datasets", "import", str(tmp_path / "src"), "--catalog", str(path), "--quiet", check_exit=0)
+    result = _split_cli(cli, path, "--by", "title", "--fractions", "0.8,0.1,0.1", "--min-images", "1",
+                        check_exit=2)
+    err = result.stderr.strip()
+    assert err.splitlines() == [err] and "would leave test empty" in err and str(path) in err
+    with Catalog(path) as catalog:
+        assert {r.split for r in catalog.images()} == {None}
+
+
+def test_min_images_that_removes_every_title_fails_naming_the_option(catalog_path, cli):
+    result = _split_cli(cli, catalog_path, "--min-images", "500", check_exit=2)
+    assert "--min-images 500 leaves no title" in result.stderr and "largest has 12 images" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -116,7 +116,7 @@ def test_k_within_range(server, k, titles):
     assert status == 200 and len(answer["results"][0]["titles"]) == titles
 
 
-@pytest.mark.parametrize("k", ["0", "101", "-3", "1.5", "ten", "1e2"])
+@pytest.mark.parametrize("k", ["0", "101", "-3", "1.5", "ten", "1e2", "\u00b2", "\u0663", "9" * 5000])
 def test_k_out_of_range_is_400(server, k):
     status, answer = server.post_image(SAMPLE.read_bytes(), k=k)
     assert status == 400 and "k must be an integer between 1 and 100" in answer["error"]
@@ -153,6 +153,25 @@ def test_missing_field_and_oversized_upload(server):
     noise = os.urandom(int(1.5 * 2**20))
     status, answer = server.post_image(noise)
     assert status == 413 and "1,048,576" in answer["error"]
+    assert server.get("/healthz")[0] == 200
+
+
+def _multipart(boundary: str, parts: list[bytes]) -> tuple[bytes, dict]:
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def test_form_limits_are_413_saying_what_was_too_large(server):
+    boundary = uuid.uuid4().hex
+    header = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+              f"X-Padding: {'p' * 200_000}\r\n\r\n").encode() + SAMPLE.read_bytes() + b"\r\n"
+    many = [f'--{boundary}\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\nx\r\n'.encode()
+            for i in range(5000)]
+    for parts in ([header], many):
+        status, body = server.request("POST", "/api/similar", *_multipart(boundary, parts))
+        answer = json.loads(body)
+        assert status == 413 and "multipart form too large" in answer["error"], answer
+        assert "over the limit" not in answer["error"]
     assert server.get("/healthz")[0] == 200
 
 

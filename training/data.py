@@ -79,8 +79,9 @@ class TrainingData:
 def load_training_data(config: DataConfig) -> TrainingData:
     """Rows of train and val; val rows whose author was never trained on are left out."""
     if config.manifest:
-        train = rows_from_manifest(config.manifest, config.image_root)
-        val = rows_from_manifest(config.val_manifest, config.image_root) if config.val_manifest else []
+        train = rows_from_manifest(config.manifest, config.image_root, config.allow_outside_root)
+        val = (rows_from_manifest(config.val_manifest, config.image_root, config.allow_outside_root)
+               if config.val_manifest else [])
     else:
         with Catalog(config.catalog) as catalog:
             train = catalog.images(split=config.train_split)
@@ -105,9 +106,10 @@ def load_training_data(config: DataConfig) -> TrainingData:
     return TrainingData(tuple(usable), tuple(kept_val), vocabulary, label)
 
 
-def rows_from_manifest(manifest: str | Path, image_root: str | None = None) -> list[ImageRow]:
+def rows_from_manifest(manifest: str | Path, image_root: str | None = None,
+                       allow_outside_root: bool = False) -> list[ImageRow]:
     """A manifest's rows as catalog-like rows (files are checked when they are decoded)."""
-    records, skipped = read_manifest(Path(manifest), image_root)
+    records, skipped = read_manifest(Path(manifest), image_root, allow_outside_root)
     for line in skipped:
         log.warning("%s", line)
     if not records:

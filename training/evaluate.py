@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--manifest", required=True, help="CSV with columns image,title,author,genres")
     parser.add_argument("--image-root")
+    parser.add_argument("--allow-outside-root", action="store_true",
+                        help="accept manifest rows that point outside --image-root (refused by default)")
     parser.add_argument("--out", help="folder for the confusion matrix PNG (default: the bundle)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         bundle = Bundle.load(args.bundle)
         from training.data import rows_from_manifest
 
-        rows = rows_from_manifest(args.manifest, args.image_root)
+        rows = rows_from_manifest(args.manifest, args.image_root, args.allow_outside_root)
         from datasets.tf_runtime import import_tensorflow
 
         import_tensorflow()

@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--manifest", help="train on this manifest instead of the catalog")
     parser.add_argument("--val-manifest", help="validation manifest (with --manifest)")
     parser.add_argument("--image-root", help="folder the manifests' image paths are relative to")
+    parser.add_argument("--allow-outside-root", action="store_const", const=True,
+                        help="accept manifest rows that point outside --image-root (refused by default)")
     parser.add_argument("--label", choices=("author", "genres"), help="what to balance and predict")
     parser.add_argument("--backbone", help="a registered backbone, e.g. style_cnn, webtoon_cnn")
     parser.add_argument("--weights", help="transfer backbones: 'imagenet' or a local .weights.h5 file")
@@ -38,6 +40,7 @@ def parse_args(argv: list[str] | None = None):
 
 _FLAG_KEYS = {"name": "name", "out_dir": "out_dir", "catalog": "data.catalog", "manifest": "data.manifest",
               "val_manifest": "data.val_manifest", "image_root": "data.image_root", "label": "data.label",
+              "allow_outside_root": "data.allow_outside_root",
               "backbone": "model.backbone", "weights": "model.weights", "epochs": "train.epochs"}
 
 
