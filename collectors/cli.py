@@ -78,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print("\n".join(summary.lines()))
+    if summary.collected_nothing():
+        print(f"error: collected nothing: {summary.why_nothing()}", file=sys.stderr)
+        return EXIT_FAILURES
     return EXIT_FAILURES if summary.failed else 0
 
 

@@ -61,6 +61,8 @@ def collect(site_name: str, store: CatalogStore, options: CollectOptions | None 
 def _collect_images(session: Session, site, store: CatalogStore, record, options: CollectOptions,
                     summary: Summary, progress: bool) -> None:
     title_id = store.save_title(record)
+    for reason, count in record.dropped.items():
+        summary.skip(reason, count)
     known = store.known_urls(record.source, record.source_id)
     todo = [link for link in record.images if link.url not in known]
     if len(todo) < len(record.images):
@@ -80,5 +82,9 @@ def _collect_images(session: Session, site, store: CatalogStore, record, options
         if store.save_image(record, title_id, link, data, summary):
             summary.images += 1
         failures += len(summary.quarantined) - quarantined  # flat images are skipped, not failed
-    if failures == 0:
+    if record.missing:
+        summary.incomplete.append(f"{record.name} ({record.source_id}): {'; '.join(record.missing)}")
+        log.warning("%s %s (%s) stored incomplete: %s", record.source, record.name, record.source_id,
+                    "; ".join(record.missing))
+    elif failures == 0:
         store.mark_complete(title_id)

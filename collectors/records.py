@@ -23,6 +23,10 @@ class TitleRecord:
     demographics: tuple[str, ...] = ()
     info: dict[str, str] = field(default_factory=dict)  # synopsis, type, score, members, flags
     images: list[ImageLink] = field(default_factory=list)
+    # What the collector needed and could not read ("no genre tag", "no painter"): the title
+    # is stored but not marked complete, and a re-run reads it again.
+    missing: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> images left out on purpose
 
 
 @dataclass
@@ -34,6 +38,7 @@ class Summary:
     skipped: dict[str, int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)  # titles stored without a field they need
 
     def skip(self, reason: str, count: int = 1) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + count
@@ -42,6 +47,9 @@ class Summary:
         lines = [f"collected {self.images} images from {self.titles} titles"]
         for reason, count in sorted(self.skipped.items()):
             lines.append(f"skipped {count}: {reason}")
+        if self.incomplete:
+            lines.append(f"incomplete {len(self.incomplete)} titles (stored, read again on the next run):")
+            lines.extend(f"  {line}" for line in self.incomplete)
         if self.quarantined:
             lines.append(f"quarantined {len(self.quarantined)} broken downloads:")
             lines.extend(f"  {line}" for line in self.quarantined)
@@ -49,3 +57,19 @@ class Summary:
             lines.append(f"failed {len(self.failed)}:")
             lines.extend(f"  {line}" for line in self.failed)
         return lines
+
+    def collected_nothing(self) -> bool:
+        """No title, or several titles and not one image: the site or its parsing is broken."""
+        return self.titles == 0 or (self.titles >= 2 and self.images == 0 and not self._all_known())
+
+    def _all_known(self) -> bool:
+        # A re-run that finds every title or image already in the catalog collected nothing new, rightly.
+        known = ("title already complete", "image already in")
+        return any(reason.startswith(known) for reason in self.skipped)
+
+    def why_nothing(self) -> str:
+        if self.titles == 0:
+            reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(self.skipped.items()))
+            return f"no title was read ({reasons or 'the title list was empty'})"
+        return (f"{self.titles} titles read but 0 images stored ({len(self.failed)} failed, "
+                f"{len(self.quarantined)} quarantined)")

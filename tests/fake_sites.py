@@ -3,11 +3,18 @@
 One threaded HTTP server answers all three sites' paths (their paths do not clash). It
 logs every request with its headers, so tests can see what the collectors sent.
 
-Faults: an adult title, a title too short, a list endpoint that answers 429 once, an info
-endpoint that answers 500 once, an image that hangs once, a corrupt episode thumbnail, a
-title whose info always answers 503, images that robots.txt forbids, a MAL page whose
-markup changed, a poster that loads only when scrolled into view, and ONA / Unknown types.
-Pagination: Naver's episode lists come 2 to a page, Kakao's at most 2 per request.
+Every JSON payload and sidebar row is built from a trimmed real response (tests/site_payloads.py
+names the source of each), so the collectors are tested against the sites' real field names,
+nesting and value forms, not against their own assumptions.
+
+Faults: an adult title (Naver: `age.type` RATE_18), a title too short, a list endpoint that
+answers 429 once, an info endpoint that answers 500 once, an image that hangs once, a corrupt
+episode thumbnail, a title whose info always answers 503, images that robots.txt forbids, a
+Naver title without communityArtists and one without genre tags, a Kakao episode without an
+asset, Kakao thumbnails that 404 without `.webp`, a MAL page whose markup changed, a poster
+that loads only when scrolled into view, ONA / Unknown types, singular sidebar labels and a
+"Studios: None found" row. Pagination: Naver's episode lists come 2 to a page, Kakao's at
+most 2 per request with `meta.pagination.last` at the top level.
 """
 
 from __future__ import annotations
@@ -19,31 +26,44 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from tests import site_payloads as real
 from tests.imagegen import style_image
 
 ROBOTS = "User-agent: *\nDisallow: /private/\n"
 
-# Naver: titleId -> (name, painter, writer, genres, episodes, adult, weekday)
+# Naver: titleId -> (name, painter, writer, curation tags (tagName, curationType), episodes, age, weekday)
+# A painter of None: the info has no communityArtists.
 NAVER = {
-    "101": ("Sky Garden", "Kim Painter", "Lee Writer", ("FANTASY", "DRAMA"), 4, False, "MONDAY"),
-    "102": ("Night Shift", "Adult Artist", "Adult Artist", ("THRILL",), 4, True, "MONDAY"),
-    "103": ("Short One", "Park Brush", "Park Brush", ("DAILY",), 1, False, "MONDAY"),
-    "104": ("Flaky Title", "Choi Ink", "Choi Ink", ("COMIC",), 3, False, "TUESDAY"),
-    "105": ("Broken Thumb", "Jung Line", "Jung Line", ("ACTION",), 3, False, "TUESDAY"),
-    "106": ("Down Title", "Han Sketch", "Han Sketch", ("SPORTS",), 3, False, "TUESDAY"),
-    "107": ("Private Art", "Yoon Paint", "Yoon Paint", ("PURE",), 2, False, "WEDNESDAY"),
+    "101": ("Sky Garden", "Kim Painter", "Lee Writer",
+            [("판타지", "GENRE_FANTASY"), ("명작", "CUSTOM_TAG"), ("드라마", "GENRE_DRAMA")], 4, "RATE_15",
+            "MONDAY"),
+    "102": ("Night Shift", "Adult Artist", "Adult Artist", [("스릴러", "GENRE_THRILL")], 4, "RATE_18",
+            "MONDAY"),
+    "103": ("Short One", "Park Brush", "Park Brush", [("일상", "GENRE_DAILY")], 1, "RATE_12", "MONDAY"),
+    "104": ("Flaky Title", "Choi Ink", "Choi Ink", [("개그", "GENRE_COMIC")], 3, "RATE_12", "TUESDAY"),
+    "105": ("Broken Thumb", "Jung Line", "Jung Line", [("액션", "GENRE_ACTION")], 3, "RATE_15", "TUESDAY"),
+    "106": ("Down Title", "Han Sketch", "Han Sketch", [("스포츠", "GENRE_SPORTS")], 3, "RATE_12", "TUESDAY"),
+    "107": ("Private Art", "Yoon Paint", "Yoon Paint", [("로맨스", "GENRE_PURE")], 2, "RATE_12", "WEDNESDAY"),
+    "109": ("No Artists", None, None, [("일상", "GENRE_DAILY")], 2, "RATE_12", "WEDNESDAY"),
+    "110": ("Tags Only", "Seo Pen", "Seo Pen", [("힐링", "CUSTOM_TAG"), ("소설원작", "NOVEL_ORIGIN")], 2,
+            "RATE_12", "WEDNESDAY"),
 }
-NAVER_FINISHED = {"108": ("Done Deal", "Kang Pen", "Kang Pen", ("HISTORICAL",), 2, False, None)}
+NAVER_FINISHED = {"108": ("Done Deal", "Kang Pen", "Kang Pen", [("무협/사극", "GENRE_HISTORICAL")], 2,
+                          "RATE_15", None)}
 
-# Kakao: id -> (title, [(name, type)], keywords, episodes, adult, day)
+# Kakao: id -> (title, [(name, type)], card seoKeywords, decorator genre, episodes, adult, day,
+#               episode numbers without an asset)
 KAKAO = {
-    "2001": ("Blue Harbor", [("Writer Kim", "AUTHOR"), ("Drawer Lee", "ILLUSTRATOR")], ["#romance", "#drama"],
-             3, False, "mon"),
-    "2002": ("Red Room", [("Someone", "AUTHOR")], ["#thriller"], 3, True, "mon"),
-    "2003": ("Green Field", [("Solo Artist", "AUTHOR")], ["#daily"], 2, False, "tue"),
+    "2001": ("Blue Harbor",
+             [("Writer Kim", "AUTHOR"), ("Drawer Lee", "ILLUSTRATOR"), ("Harbor Media", "PUBLISHER")],
+             ["#로맨스", "#드라마"], "로맨스", 4, False, "mon", (4,)),
+    "2002": ("Red Room", [("Someone", "AUTHOR")], ["#스릴러"], "스릴러", 3, True, "mon", ()),
+    "2003": ("Green Field", [("Solo Artist", "AUTHOR"), ("Novel Writer", "ORIGINAL_STORY")], ["#일상"],
+             "일상", 2, False, "tue", ()),
 }
 
-# MAL: id -> dict of what the anime page shows
+# MAL: id -> dict of what the anime page shows. One genre, theme or demographic gets the
+# singular label ("Genre:"), as the real page writes it; studios None: "None found, add some".
 MAL = {
     "1": {"title": "Star Lancer", "type": "TV", "studios": ["Studio Orbit"], "genres": ["Action", "Sci-Fi"],
           "themes": ["Space"], "demographic": ["Seinen"], "score": "8.71", "members": "1,234,567",
@@ -61,13 +81,20 @@ MAL = {
     "6": {"title": "Deep Scroll", "type": "TV", "studios": ["Scroll House"], "genres": ["Adventure"],
           "themes": [], "demographic": ["Shounen"], "score": "8.0", "members": "5,000", "synopsis": "Down.",
           "og": False, "scroll_only": True},
+    "7": {"title": "Indie Short", "type": "Movie", "studios": None, "genres": ["Drama", "Romance"],
+          "themes": ["School"], "demographic": [], "score": "6.9", "members": "2,345", "synopsis": "Small.",
+          "og": True},
 }
 
 
-def png(author: int, index: int) -> bytes:
+def picture(author: int, index: int, kind: str = "PNG") -> bytes:
     buffer = io.BytesIO()
-    style_image(author, index, 40).save(buffer, "PNG")
+    style_image(author, index, 40).save(buffer, kind)
     return buffer.getvalue()
+
+
+def _seo(title: str) -> str:
+    return title.lower().replace(" ", "-")
 
 
 class FakeSites:
@@ -75,7 +102,7 @@ class FakeSites:
         self.log: list[dict] = []
         self.flaky_left = {"/api/article/list?titleId=104&page=1": (1, 429),
                            "/decorator/v2/decorator/contents/2003": (1, 500)}
-        self.hang_left = {"/cdn/kakao/2001/2.png": 1}
+        self.hang_left = {"/cdn/kakao/2001/2.webp": 1}
         self.hang_seconds = 4.0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -119,22 +146,26 @@ class FakeSites:
         parts = path.strip("/").split("/")  # cdn|private, site, id, file
         if parts[1] == "naver" and headers.get("Referer", "").rstrip("/") != self.base:
             return 403, "text/plain", b"referer required"
-        index = int(parts[3].split(".")[0])
+        name = parts[3]
+        if parts[1] == "kakao":
+            if not name.endswith(".webp"):  # the real host: 404 for the bare asset URL
+                return 404, "text/plain", b"not found"
+            return 200, "image/webp", picture(int(parts[2]) % 7, int(name.split(".")[0]), "WEBP")
+        index = int(name.split(".")[0])
         if parts[1] == "naver" and parts[2] == "105" and index == 2:
             return 200, "image/png", b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 10
-        return 200, "image/png", png(int(parts[2]) % 7, index)
+        return 200, "image/png", picture(int(parts[2]) % 7, index)
 
     def naver(self, path: str, query) -> tuple[int, str, bytes]:
-        def title_json(tid, entry):
-            return {"titleId": int(tid), "titleName": entry[0], "author": entry[2], "adult": entry[5]}
-
         if path == "/api/webtoon/titlelist/weekday":
             days: dict[str, list] = {}
             for tid, entry in NAVER.items():
-                days.setdefault(entry[6], []).append(title_json(tid, entry))
+                item = real.naver_weekday_item(int(tid), entry[0], entry[2] or "", False)
+                days.setdefault(entry[6], []).append(item)
             return self.json({"titleListMap": days})
         if path == "/api/webtoon/titlelist/finished":
-            return self.json({"titleList": [title_json(t, e) for t, e in NAVER_FINISHED.items()],
+            return self.json({"titleList": [real.naver_weekday_item(int(t), e[0], e[2], False)
+                                            for t, e in NAVER_FINISHED.items()],
                               "pageInfo": {"totalPages": 1}})
         tid = query.get("titleId", [""])[0]
         entry = NAVER.get(tid) or NAVER_FINISHED.get(tid)
@@ -143,44 +174,40 @@ class FakeSites:
         if path == "/api/article/list/info":
             if tid == "106":
                 return 503, "application/json", b'{"error": "maintenance"}'
-            artists = [{"name": entry[2], "artistTypeList": ["ARTIST_WRITER"]},
-                       {"name": entry[1], "artistTypeList": ["ARTIST_PAINTER"]}]
-            return self.json({"titleId": int(tid), "titleName": entry[0], "adult": entry[5],
-                              "synopsis": f"About {entry[0]}",
-                              "thumbnailUrl": f"{self.base}/cdn/naver/{tid}/0.png",
-                              "communityArtists": artists,
-                              "curationTagList": [{"tagName": g, "curationType": "GENRE"} for g in entry[3]]})
+            artists = (None if entry[1] is None
+                       else [(entry[2], "ARTIST_WRITER"), (entry[1], "ARTIST_PAINTER")])
+            genre_types = [kind.removeprefix("GENRE_") for _, kind in entry[3] if kind.startswith("GENRE_")]
+            poster = f"{self.base}/cdn/naver/{tid}/0.png"
+            return self.json(real.naver_info(int(tid), entry[0], poster, artists, entry[3], entry[5],
+                                             genre_types or ["COMIC"]))
         if path == "/api/article/list":
             page, per_page, total = int(query.get("page", ["1"])[0]), 2, entry[4]
             folder = "private" if tid == "107" else "cdn"
             numbers = range((page - 1) * per_page + 1, min(page * per_page, total) + 1)
-            return self.json({"titleId": int(tid), "totalCount": total,
-                              "pageInfo": {"page": page, "totalPages": -(-total // per_page)},
-                              "articleList": [{"no": n, "subtitle": f"Episode {n}",
-                                               "thumbnailUrl": f"{self.base}/{folder}/naver/{tid}/{n}.png"}
-                                              for n in numbers]})
+            return self.json(real.naver_article_list(int(tid), total, page, per_page,
+                                                     [(n, f"{self.base}/{folder}/naver/{tid}/{n}.png")
+                                                      for n in numbers]))
         return 404, "application/json", b"{}"
 
     def kakao(self, path: str, query) -> tuple[int, str, bytes]:
         if path == "/section/v2/timetables/days":
             day = query.get("placement", [""])[0].replace("timetable_", "")
-            cards = [{"content": {"id": int(cid), "title": e[0], "adult": e[4]}}
-                     for cid, e in KAKAO.items() if e[5] == day]
+            cards = [real.kakao_card(int(cid), e[0], _seo(e[0]), e[5], e[1], e[2],
+                                     f"{self.base}/cdn/kakao/{cid}/0")
+                     for cid, e in KAKAO.items() if e[6] == day]
             return self.json({"data": [{"cardGroups": [{"cards": cards}]}]})
         cid = path.split("/contents/")[1].split("/")[0]
         entry = KAKAO.get(cid)
         if entry is None:
             return 404, "application/json", b"{}"
         if path.startswith("/decorator/"):
-            return self.json({"data": {"id": int(cid), "title": entry[0], "adult": entry[4],
-                                       "authors": [{"name": n, "type": t} for n, t in entry[1]],
-                                       "seoKeywords": entry[2], "synopsis": f"About {entry[0]}",
-                                       "seoId": entry[0].lower().replace(" ", "-")}})
+            return self.json(real.kakao_decorator(int(cid), entry[0], _seo(entry[0]), entry[5], entry[1],
+                                                  entry[3]))
         offset, limit = int(query["offset"][0]), min(int(query["limit"][0]), 2)  # the server's page cap
-        numbers = range(offset + 1, min(offset + limit, entry[3]) + 1)
-        return self.json({"data": {"episodes": [{"no": n, "asset": {
-            "thumbnailImage": f"{self.base}/cdn/kakao/{cid}/{n}.png"}} for n in numbers],
-            "meta": {"pagination": {"totalCount": entry[3]}}}})
+        numbers = range(offset + 1, min(offset + limit, entry[4]) + 1)
+        episodes = [real.kakao_episode(n, _seo(entry[0]), None if n in entry[7] else
+                                       f"{self.base}/cdn/kakao/{cid}/{n}") for n in numbers]
+        return self.json(real.kakao_episodes(episodes, entry[4], last=offset + limit >= entry[4]))
 
     def mal(self, path: str, query) -> tuple[int, str, bytes]:
         if path == "/topanime.php":
@@ -196,17 +223,21 @@ class FakeSites:
             return 404, "text/html", b"<html>404</html>"
         poster = f"{self.base}/cdn/mal/{aid}/0.png"
 
-        def row(label, links):
-            inner = ", ".join(f'<a href="/x">{x}</a>' for x in links)
-            return f'<div class="spaceit_pad"><span class="dark_text">{label}:</span> {inner}</div>'
+        def row(plural: str, singular: str, links) -> str:
+            if links is None:
+                return real.mal_sidebar_row(plural, [], none_found=True)
+            if not links:
+                return ""  # the page leaves out an empty list
+            return real.mal_sidebar_row(singular if len(links) == 1 else plural, links)
 
         head = f'<meta property="og:image" content="{poster}">' if anime["og"] else ""
         title = "" if anime.get("broken_markup") else \
             f'<h1 class="title-name h1_bold_none"><strong>{anime["title"]}</strong></h1>'
         pad = '<div class="spaceit_pad"><span class="dark_text">'
         sidebar = (f'{pad}Type:</span> <a href="/t">{anime["type"]}</a></div>'
-                   + row("Studios", anime["studios"]) + row("Genres", anime["genres"])
-                   + row("Themes", anime["themes"]) + row("Demographic", anime["demographic"])
+                   + row("Studios", "Studios", anime["studios"]) + row("Genres", "Genre", anime["genres"])
+                   + row("Themes", "Theme", anime["themes"])
+                   + row("Demographics", "Demographic", anime["demographic"])
                    + f'{pad}Members:</span> {anime["members"]}</div>')
         image = f'<img class="lazyload" data-src="{poster}" alt="">'
         if anime.get("scroll_only"):

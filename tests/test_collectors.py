@@ -30,9 +30,9 @@ def collect(sites, site, catalog, *extra, check_exit=None):
                    check_exit=check_exit)
 
 
-def rows(catalog, sql):
+def rows(catalog, sql, parameters=()):
     with sqlite3.connect(catalog) as db:
-        return db.execute(sql).fetchall()
+        return db.execute(sql, parameters).fetchall()
 
 
 IMAGES = ("SELECT t.source_id, i.position, i.sha256, i.source_url FROM images i JOIN titles t "
@@ -52,24 +52,49 @@ def test_naver_collects_painters_genres_and_every_episode(naver_run):
                            "ON a.id = t.author_id ORDER BY 1")
     assert titles == [("101", "Sky Garden", "Kim Painter"), ("104", "Flaky Title", "Choi Ink"),
                       ("105", "Broken Thumb", "Jung Line"), ("107", "Private Art", "Yoon Paint"),
-                      ("108", "Done Deal", "Kang Pen")]
-    genres = rows(catalog, "SELECT g.name FROM title_genres tg JOIN genres g ON g.id = tg.genre_id "
-                           "JOIN titles t ON t.id = tg.title_id WHERE t.source_id = '101' ORDER BY 1")
-    assert genres == [("DRAMA",), ("FANTASY",)]
+                      ("108", "Done Deal", "Kang Pen"), ("110", "Tags Only", "Seo Pen")]
+    # The GENRE_ tags' Korean names; CUSTOM_TAG ("명작") and NOVEL_ORIGIN tags are not genres.
+    assert genre_names(catalog, "101") == ["드라마", "판타지"]
+    assert genre_names(catalog, "110") == []
     images = rows(catalog, IMAGES)
     assert [(s, p) for s, p, _, _ in images] == [("101", 1), ("101", 2), ("101", 3), ("101", 4), ("104", 1),
                                                  ("104", 2), ("104", 3), ("105", 1), ("105", 3), ("108", 1),
-                                                 ("108", 2)]
+                                                 ("108", 2), ("109", 1), ("109", 2), ("110", 1), ("110", 2)]
     files = list((catalog.parent / "images" / "naver").rglob("*.png"))
-    assert len(files) == 11 and not list(catalog.parent.rglob("*.part"))
-    assert "collected 11 images from 5 titles" in result.stdout
+    assert len(files) == 15 and not list(catalog.parent.rglob("*.part"))
+    assert "collected 15 images from 7 titles" in result.stdout
+
+
+GENRES_OF = ("SELECT g.kind, g.name FROM title_genres tg JOIN genres g ON g.id = tg.genre_id "
+             "JOIN titles t ON t.id = tg.title_id WHERE t.source_id = ? ORDER BY 1, 2")
+COMPLETE = ("SELECT t.source_id FROM titles t JOIN title_info i ON i.title_id = t.id "
+            "WHERE i.key = 'collector_complete' AND i.value = '1' ORDER BY 1")
+
+
+def genre_names(catalog, source_id: str) -> list[str]:
+    return sorted(name for kind, name in rows(catalog, GENRES_OF, (source_id,)) if kind == "genre")
+
+
+def complete_titles(catalog) -> list[str]:
+    return [s for (s,) in rows(catalog, COMPLETE)]
+
+
+def test_naver_titles_missing_a_field_are_stored_incomplete_and_reported(naver_run):
+    catalog, result = naver_run
+    out = result.stdout
+    assert "incomplete 2 titles (stored, read again on the next run):" in out
+    assert "No Artists (109): no communityArtists: no author" in out
+    assert "Tags Only (110): no GENRE_* tag in curationTagList: no genres" in out
+    assert "109" not in complete_titles(catalog) and "110" not in complete_titles(catalog)
+    assert {"101", "104", "108"} <= set(complete_titles(catalog))
+    assert rows(catalog, "SELECT author_id FROM titles WHERE source_id = '109'") == [(None,)]
 
 
 def test_naver_summary_says_what_was_skipped_and_failed_and_why(naver_run):
     catalog, result = naver_run
     assert result.returncode == 1  # one title failed for good
     out = result.stdout
-    assert "skipped 1: adult title (needs a login)" in out
+    assert "skipped 1: adult title (needs a login)" in out  # age.type RATE_18 in the info
     assert "skipped 1: fewer than 2 episodes" in out
     assert "skipped 2: image disallowed by robots.txt" in out
     assert "quarantined 1 broken downloads" in out and "/cdn/naver/105/2.png" in out
@@ -96,6 +121,23 @@ def test_rerun_downloads_nothing_and_duplicates_nothing(sites, naver_run):
     new = [r["path"] for r in sites.requests("/cdn/")[downloads:]]
     assert new == ["/cdn/naver/105/2.png"]  # only the quarantined one is tried again
     assert "title already complete in the catalog" in result.stdout
+    assert "incomplete 2 titles" in result.stdout  # read again, still missing their fields
+
+
+def test_a_rerun_repairs_an_incomplete_title(sites, tmp_path):
+    from tests import fake_sites
+
+    catalog = tmp_path / "catalog.sqlite"
+    collect(sites, "naver", catalog, "--min-episodes", "2", "--weekday", "wed")
+    assert "110" not in complete_titles(catalog)
+    saved = fake_sites.NAVER["110"]
+    fake_sites.NAVER["110"] = (*saved[:3], [("힐링", "CUSTOM_TAG"), ("드라마", "GENRE_DRAMA")], *saved[4:])
+    try:
+        result = collect(sites, "naver", catalog, "--min-episodes", "2", "--weekday", "wed")
+    finally:
+        fake_sites.NAVER["110"] = saved
+    assert "110" in complete_titles(catalog) and genre_names(catalog, "110") == ["드라마"]
+    assert "Tags Only" not in result.stdout.split("incomplete")[-1] or "incomplete" not in result.stdout
 
 
 def test_kill_and_rerun_loses_nothing_and_duplicates_nothing(sites, tmp_path):
@@ -122,21 +164,41 @@ def test_kakao_takes_the_illustrator_as_author(sites, tmp_path):
     result = collect(sites, "kakao", catalog, "--min-episodes", "2", "--timeout", "2", check_exit=0)
     titles = rows(catalog, "SELECT t.name, a.name FROM titles t JOIN authors a ON a.id = t.author_id "
                            "ORDER BY 1")
+    # ILLUSTRATOR over AUTHOR; never PUBLISHER or ORIGINAL_STORY.
     assert titles == [("Blue Harbor", "Drawer Lee"), ("Green Field", "Solo Artist")]
     assert "skipped 1: adult title (needs a login)" in result.stdout
     assert "collected 5 images from 2 titles" in result.stdout
-    genres = rows(catalog, "SELECT g.name FROM genres g ORDER BY 1")
-    assert ("romance",) in genres and ("daily",) in genres
+    assert "skipped 1: episode without asset.thumbnailImage" in result.stdout
+    # The decorator's one genre string, then the card's seoKeywords.
+    assert genre_names(catalog, "2001") == ["드라마", "로맨스"] and genre_names(catalog, "2003") == ["일상"]
     assert "decorator/contents/2003: HTTP 500; retrying" in result.stderr  # then succeeded
-    assert "cdn/kakao/2001/2.png: timed out; retrying" in result.stderr  # the hanging image, then fine
-    assert [p for _, p, _, _ in rows(catalog, IMAGES)] == [1, 2, 3, 1, 2]
+    assert "cdn/kakao/2001/2.webp: timed out; retrying" in result.stderr  # the hanging image, then fine
+    images = rows(catalog, IMAGES)
+    assert [p for _, p, _, _ in images] == [1, 2, 3, 1, 2]
+    assert all(url.endswith(".webp") for _, _, _, url in images)  # the bare asset URL is a 404
     offsets = [r["path"] for r in sites.requests("/episode/") if "contents/2001/" in r["path"]]
-    assert any("offset=2" in path for path in offsets)  # the server's page cap forced a second page
+    # Paged by the top-level meta.pagination.last, past the server's cap of 2 per request.
+    assert any("offset=2" in path for path in offsets)
+    assert set(complete_titles(catalog)) == {"2001", "2003"}
 
 
-def test_kakao_weekday_and_min_episodes(sites, tmp_path):
-    result = collect(sites, "kakao", tmp_path / "c.sqlite", "--weekday", "mon", check_exit=0)
+def test_a_run_that_collects_nothing_fails_and_says_why(sites, tmp_path):
+    result = collect(sites, "kakao", tmp_path / "c.sqlite", "--weekday", "mon", check_exit=1)
     assert "skipped 1: fewer than 200 episodes" in result.stdout  # the default for webtoons
+    assert "error: collected nothing: no title was read (1 adult title (needs a login), " \
+           "1 fewer than 200 episodes)" in result.stderr
+
+
+def test_collected_nothing_counts_several_titles_without_images():
+    from collectors.records import Summary
+
+    assert Summary(titles=0).collected_nothing()
+    assert Summary(titles=4, images=0, failed=["x"] * 73).collected_nothing()
+    assert not Summary(titles=1, images=0).collected_nothing()  # one title may simply have none yet
+    rerun = Summary(titles=4, images=0, skipped={"title already complete in the catalog": 4})
+    assert not rerun.collected_nothing()
+    broken = Summary(titles=4, failed=["x"] * 73)
+    assert "4 titles read but 0 images stored (73 failed" in broken.why_nothing()
 
 
 @pytest.fixture(scope="module")
@@ -149,11 +211,20 @@ def test_mal_reads_posters_labels_and_info(mal_run):
     catalog, _ = mal_run
     titles = rows(catalog, "SELECT t.source_id, t.name, a.name FROM titles t LEFT JOIN authors a "
                            "ON a.id = t.author_id ORDER BY 1")
+    # "Studios: None found, add some" is no studio: no author named "add some".
     assert titles == [("1", "Star Lancer", "Studio Orbit"), ("2", "Quiet Tea", "Leaf Works"),
-                      ("6", "Deep Scroll", "Scroll House")]
-    kinds = rows(catalog, "SELECT g.kind, g.name FROM title_genres tg JOIN genres g ON g.id = tg.genre_id "
-                          "JOIN titles t ON t.id = tg.title_id WHERE t.source_id = '1' ORDER BY 1, 2")
-    assert kinds == [("demographic", "Seinen"), ("genre", "Action"), ("genre", "Sci-Fi"), ("theme", "Space")]
+                      ("6", "Deep Scroll", "Scroll House"), ("7", "Indie Short", None)]
+    assert not rows(catalog, "SELECT name FROM authors WHERE name LIKE '%add some%'")
+
+    def kinds(source_id):
+        return rows(catalog, GENRES_OF, (source_id,))
+
+    # "Theme:" and "Demographic:" (one entry each) beside "Genres:".
+    assert kinds("1") == [("demographic", "Seinen"), ("genre", "Action"), ("genre", "Sci-Fi"),
+                          ("theme", "Space")]
+    assert kinds("2") == [("genre", "Slice of Life")]  # "Genre:", singular
+    assert kinds("6") == [("demographic", "Shounen"), ("genre", "Adventure")]
+    assert set(complete_titles(catalog)) == {"1", "2", "6", "7"}
     info = dict(rows(catalog, "SELECT i.key, i.value FROM title_info i JOIN titles t ON t.id = i.title_id "
                               "WHERE t.source_id = '1'"))
     assert info["type"] == "TV" and info["score"] == "8.71" and info["members"] == "1234567"
@@ -162,9 +233,9 @@ def test_mal_reads_posters_labels_and_info(mal_run):
                                 "WHERE t.source_id = '2' AND i.key = 'synopsis_placeholder'")
     assert placeholder == [("1",)]
     posters = rows(catalog, IMAGES)
-    # 1 from og:image, 2 from the lazy data-src, 6 from the src set only once scrolled into view
+    # 1 and 7 from og:image, 2 from the lazy data-src, 6 from the src set only once scrolled into view
     assert [p[3].rsplit("/", 3)[-3:] for p in posters] == [["mal", "1", "0.png"], ["mal", "2", "0.png"],
-                                                            ["mal", "6", "0.png"]]
+                                                            ["mal", "6", "0.png"], ["mal", "7", "0.png"]]
 
 
 def test_mal_drops_ona_and_unknown_and_names_a_broken_selector(sites, mal_run):

@@ -15,6 +15,7 @@ class TitleStub:
     source_id: str
     name: str
     adult: bool = False
+    keywords: tuple[str, ...] = ()  # what the title list already says of it (Kakao's seoKeywords)
 
 
 class SkipTitle(Exception):

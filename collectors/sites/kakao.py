@@ -1,4 +1,20 @@
-"""Kakao Webtoon (formerly Daum Webtoon): pages on webtoon.kakao.com, JSON from its gateway."""
+"""Kakao Webtoon (formerly Daum Webtoon): pages on webtoon.kakao.com, JSON from its gateway.
+
+Evidence for the fields read (checked 2026-12-01):
+- The episode list answers `{"data": {"episodes": [...]}, "meta": {"pagination": {...,
+  "last": bool}}}`: the pagination sits at the top level, beside `data`.
+  ilotoki0804/WebtoonScraper `WebtoonScraper/scrapers/_11_kakao_webtoon.py`
+  (`json_data["meta"]["pagination"]["last"]`, `json_data["data"]["episodes"]`).
+- `asset.thumbnailImage` is a URL without a file extension; the image host serves it with
+  `.webp` appended. A public client in the code index builds
+  `${episodeInfo.asset.thumbnailImage}.webp`; HyeokjaeLee/korea-webtoon-api
+  `src/modules/kakao/functions/normalizeWebtoon.ts` appends extensions to the timetable's images.
+- Timetable cards hold `content.{id, seoId, title, adult, authors[{name, type}], ...}`; the
+  author types found in public clients are AUTHOR, ILLUSTRATOR, PUBLISHER and ORIGINAL_STORY
+  (korea-webtoon-api `src/modules/kakao/functions/kakaoApi.ts`).
+- The decorator payload `/decorator/v2/decorator/contents/{id}` carries one `genre` string and
+  no `seoKeywords`; those come with the timetable card (or the content's `/profile`).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +33,12 @@ CONTENT = "/decorator/v2/decorator/contents/{id}"
 EPISODES = "/episode/v2/views/content-home/contents/{id}/episodes?sort=NO&offset={offset}&limit={limit}"
 CONTENT_PAGE = "/content/{slug}/{id}"
 PAGE_SIZE = 30
-# authors[].type: the illustrator's hand is the style; the writer (AUTHOR) is not.
-STYLE_AUTHOR_TYPES = ("ILLUSTRATOR", "ARTIST")
+# authors[].type: the illustrator's hand is the style; the writer (AUTHOR) stands in when no
+# illustrator is listed (one person who writes and draws); PUBLISHER and ORIGINAL_STORY never.
+STYLE_AUTHOR_TYPES = ("ILLUSTRATOR",)
+FALLBACK_AUTHOR_TYPES = ("AUTHOR",)
+# The image host answers 404 for the bare asset URL.
+THUMBNAIL_SUFFIX = ".webp"
 
 
 class KakaoWebtoon:
@@ -50,7 +70,10 @@ class KakaoWebtoon:
                 for cards in group.get("cardGroups", []):
                     for card in cards.get("cards", []):
                         content = card["content"]
-                        stub = TitleStub(str(content["id"]), content["title"], bool(content.get("adult")))
+                        keywords = tuple(k.strip().lstrip("#") for k in content.get("seoKeywords") or []
+                                         if k.strip().lstrip("#"))
+                        stub = TitleStub(str(content["id"]), content["title"], bool(content.get("adult")),
+                                         keywords)
                         if stub.source_id not in seen:
                             seen.add(stub.source_id)
                             yield stub
@@ -62,26 +85,57 @@ class KakaoWebtoon:
         if stub.adult or content.get("adult"):
             raise SkipTitle("adult title (needs a login)")
         minimum = cls.default_min_episodes if options.min_episodes is None else options.min_episodes
-        episodes, offset, total = [], 0, None
-        while total is None or offset < total:
-            page = session.get_json(api + EPISODES.format(id=stub.source_id, offset=offset, limit=PAGE_SIZE),
-                                    site + "/").get("data", {})
-            total = page.get("meta", {}).get("pagination", {}).get("totalCount", 0)
-            if offset == 0 and total < minimum:
-                raise SkipTitle(f"fewer than {minimum} episodes")
-            batch = page.get("episodes", [])
+        episodes, offset, total, last = [], 0, None, False
+        while not last:
+            url = api + EPISODES.format(id=stub.source_id, offset=offset, limit=PAGE_SIZE)
+            answer = session.get_json(url, site + "/")
+            pagination = answer.get("meta", {}).get("pagination", {})
+            if total is None:
+                total = pagination.get("totalCount")
+                if total is not None and total < minimum:
+                    raise SkipTitle(f"fewer than {minimum} episodes")
+            batch = answer.get("data", {}).get("episodes", [])
             episodes += batch
-            if not batch:
-                break
             offset += len(batch)
+            # `last` is the site's word; an empty page ends a list whose flag is missing.
+            last = bool(pagination.get("last", not batch)) or not batch
+        if total is None:
+            total = len(episodes)
+            if total < minimum:
+                raise SkipTitle(f"fewer than {minimum} episodes")
+        missing = []
         authors = content.get("authors", [])
-        illustrators = [a["name"] for a in authors if a.get("type") in STYLE_AUTHOR_TYPES]
-        author = (illustrators or [a["name"] for a in authors if a.get("type") == "AUTHOR"] or [None])[0]
-        genres = tuple(k.lstrip("#") for k in content.get("seoKeywords", []) if k.strip("#"))
+        drawn = [a["name"] for a in authors if a.get("type") in STYLE_AUTHOR_TYPES]
+        writers = [a["name"] for a in authors if a.get("type") in FALLBACK_AUTHOR_TYPES]
+        author = (drawn or writers or [None])[0]
+        if author is None:
+            missing.append("no ILLUSTRATOR or AUTHOR in authors: no author")
+        genre = content.get("genre")
+        named = [genre] if isinstance(genre, str) and genre else []
+        genres = tuple(dict.fromkeys(named + list(stub.keywords)))
+        if not genres:
+            missing.append("no genre in the decorator and no seoKeywords on the card: no genres")
         slug = content.get("seoId", stub.source_id)
         record = TitleRecord("kakao", stub.source_id, content.get("title", stub.name),
                              site + CONTENT_PAGE.format(slug=slug, id=stub.source_id), author, genres,
-                             info={"synopsis": content.get("synopsis", ""), "episodes": str(total)})
-        record.images = [ImageLink(e["asset"]["thumbnailImage"], int(e["no"])) for e in episodes
-                         if e.get("asset", {}).get("thumbnailImage") and not e.get("adult")]
+                             info={"synopsis": content.get("synopsis", ""), "episodes": str(total)},
+                             missing=missing)
+        no_asset = adult = 0
+        for episode in episodes:
+            image = (episode.get("asset") or {}).get("thumbnailImage")
+            if episode.get("adult"):
+                adult += 1
+            elif not image:
+                no_asset += 1
+            else:
+                record.images.append(ImageLink(_with_extension(image), int(episode["no"])))
+        if no_asset:
+            record.dropped["episode without asset.thumbnailImage"] = no_asset
+        if adult:
+            record.dropped["adult episode"] = adult
         return record
+
+
+def _with_extension(url: str) -> str:
+    last = url.rsplit("/", 1)[-1]
+    return url if "." in last else url + THUMBNAIL_SUFFIX

@@ -1,4 +1,10 @@
-"""MyAnimeList: rendered anime pages read with CSS selectors; one poster per title."""
+"""MyAnimeList: rendered anime pages read with CSS selectors; one poster per title.
+
+Evidence for the sidebar (checked 2026-12-01): jikan-me/jikan `src/Parser/Anime/AnimeParser.php`
+reads each list label in both forms, `Genres:` and `Genre:`, `Themes:` and `Theme:`,
+`Demographics:` and `Demographic:` (the page writes the singular when there is one entry), and
+treats `Studios: None found, add some` as no studio (`strpos(..., 'None found') === false`).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,10 @@ SIDEBAR_ROWS = "div.leftside div.spaceit_pad"  # "Type: TV", "Genres: Action, Dr
 SIDEBAR_LABEL = "span.dark_text"
 DROPPED_TYPES = ("Unknown", "ONA")  # as the anime study did
 PLACEHOLDER_SYNOPSIS = "No synopsis information has been added"
+NO_ENTRY = "None found"  # "Studios: None found, add some": the "add some" link is not a studio
+# Sidebar labels the page writes in the singular for one entry and in the plural for more.
+LIST_LABELS = {"genres": ("Genres", "Genre"), "themes": ("Themes", "Theme"),
+               "demographics": ("Demographics", "Demographic"), "studios": ("Studios", "Studio")}
 
 _SIDEBAR_SCRIPT = """
 const [rows, label] = arguments;
@@ -79,15 +89,27 @@ class MyAnimeList(OneHostSite):
             raise SelectorError(f"mal: selectors {POSTER_META!r}, {POSTER_LAZY!r} and {POSTER_SCROLLED!r} "
                                 f"found nothing on {session.driver.current_url}")
         synopsis = " ".join(session.select(SYNOPSIS, required=False))
-        studios = sidebar.get("Studios", ([], ""))[0]
+        found = {key: _sidebar_list(sidebar, labels) for key, labels in LIST_LABELS.items()}
+        # A row that says "None found" was read; a row that is not there may be markup we miss.
+        missing = [f"no {'/'.join(LIST_LABELS[key])} row in the sidebar" for key in ("genres", "studios")
+                   if found[key] is None]
+        lists = {key: value or [] for key, value in found.items()}
         info = {"synopsis": synopsis, "type": kind,
                 "score": (session.select(SCORE, required=False) or [""])[0],
                 "members": sidebar.get("Members", ([], ""))[1].replace(",", ""),
                 "synopsis_placeholder": "1" if PLACEHOLDER_SYNOPSIS.lower() in synopsis.lower() else "0"}
-        record = TitleRecord("mal", stub.source_id, name, url, studios[0] if studios else None,
-                             genres=tuple(sidebar.get("Genres", ([], ""))[0]),
-                             themes=tuple(sidebar.get("Themes", sidebar.get("Theme", ([], "")))[0]),
-                             demographics=tuple(sidebar.get("Demographic", ([], ""))[0]),
-                             info=info)
+        record = TitleRecord("mal", stub.source_id, name, url, (lists["studios"] or [None])[0],
+                             genres=tuple(lists["genres"]), themes=tuple(lists["themes"]),
+                             demographics=tuple(lists["demographics"]), info=info, missing=missing)
         record.images = [ImageLink(urljoin(url, poster[0]), 0)]
         return record
+
+
+def _sidebar_list(sidebar: dict, labels: tuple[str, ...]) -> list[str] | None:
+    """The links of the first of `labels` the sidebar has ([] when it says "None found" or
+    that none were added); None when it has none of them."""
+    for label in labels:
+        if label in sidebar:
+            links, text = sidebar[label]
+            return [] if NO_ENTRY.lower() in text.lower() or "have been added yet" in text else list(links)
+    return None

@@ -1,4 +1,17 @@
-"""Naver Webtoon: a script-rendered site whose pages call a JSON API, which we call the same way."""
+"""Naver Webtoon: a script-rendered site whose pages call a JSON API, which we call the same way.
+
+Evidence for the fields read from `/api/article/list/info` (checked 2026-12-01):
+- `curationTagList[]` holds `{id, tagName, urlPath, curationType}`; genre tags have a
+  `curationType` that starts with `GENRE_` (`GENRE_PURE`, `GENRE_FANTASY`), beside
+  `CUSTOM_TAG` and `NOVEL_ORIGIN` tags. Webtoon-Studio/webtoon
+  `src/platform/naver/client/info.rs` (struct `Tag`), and a saved response of titleId 805671
+  in a public Python client (`"curationType": "GENRE_PURE"`, `"tagName": "로맨스"`).
+- The age rating is `age.type` (`RATE_15`, `RATE_18`); the payload has no top-level
+  `adult`. Webtoon-Studio/webtoon `info.rs` (struct `Age`); ilotoki0804/WebtoonScraper
+  `WebtoonScraper/scrapers/_naver_webtoon.py`.
+- `communityArtists[]` holds `{artistId, artistTypeList, name, ...}`; the painter carries
+  `ARTIST_PAINTER`. Webtoon-Studio/webtoon `info.rs` (struct `CommunityArtists`).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +33,8 @@ DAY_KEYS = dict(zip(WEEKDAYS, ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FR
                     strict=True))
 # communityArtists[].artistTypeList: the painter's hand is the style.
 PAINTER_TYPES = ("ARTIST_PAINTER",)
+GENRE_TAG_PREFIX = "GENRE_"  # curationTagList[].curationType of a genre tag
+ADULT_AGE = "RATE_18"  # age.type of a title that needs a login
 
 
 class NaverWebtoon(OneHostSite):
@@ -54,24 +69,29 @@ class NaverWebtoon(OneHostSite):
     def read(cls, session: Session, stub: TitleStub, options: CollectOptions) -> TitleRecord:
         base = cls.base(options)
         info = session.get_json(base + TITLE_INFO.format(id=stub.source_id), base + "/")
-        if stub.adult or info.get("adult"):
+        if stub.adult or info.get("age", {}).get("type") == ADULT_AGE:
             raise SkipTitle("adult title (needs a login)")
         minimum = cls.default_min_episodes if options.min_episodes is None else options.min_episodes
         first = session.get_json(base + ARTICLES.format(id=stub.source_id, page=1), base + "/")
         total = first.get("totalCount", len(first.get("articleList", [])))
         if total < minimum:
             raise SkipTitle(f"fewer than {minimum} episodes")
-        artists = info.get("communityArtists", [])
+        missing = []
+        artists = info.get("communityArtists") or []
         painters = [a["name"] for a in artists if set(a.get("artistTypeList", ())) & set(PAINTER_TYPES)]
         author = (painters or [a["name"] for a in artists] or [None])[0]
-        genres = tuple(tag["tagName"] for tag in info.get("curationTagList", [])
-                       if tag.get("curationType", "").endswith("GENRE")) \
-            or tuple(info.get("gfpAdCustomParam", {}).get("genreTypes", []))
+        if author is None:
+            missing.append("no communityArtists: no author")
+        tags = info.get("curationTagList") or []
+        genres = tuple(t["tagName"] for t in tags
+                       if str(t.get("curationType", "")).startswith(GENRE_TAG_PREFIX) and t.get("tagName"))
+        if not genres:
+            missing.append(f"no {GENRE_TAG_PREFIX}* tag in curationTagList: no genres")
         record = TitleRecord("naver", stub.source_id, info.get("titleName", stub.name),
                              base + TITLE_PAGE.format(id=stub.source_id), author, genres,
                              info={"synopsis": info.get("synopsis", ""),
                                    "poster_url": info.get("thumbnailUrl", ""),
-                                   "episodes": str(total)})
+                                   "episodes": str(total)}, missing=missing)
         pages = first.get("pageInfo", {}).get("totalPages", 1)
         articles = list(first.get("articleList", []))
         for page in range(2, pages + 1):
