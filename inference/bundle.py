@@ -1,8 +1,9 @@
 """The model bundle: a folder that training writes and inference reads.
 
     bundle/
-      bundle.json        names, labels, thresholds, image size, priors, titles
-      title_index.npz    unit-length mean embedding of each title's training images
+      bundle.json        names, labels, thresholds, image size, priors, titles, enrolled titles
+      title_index.npz    unit-length mean embedding of each title's images (after an enroll,
+                         title_index-<digest>.npz, the file bundle.json names)
       thumbs/            3-5 small PNG thumbnails per title
       model.keras        the trained Keras model
       model.tflite       the same network for LiteRT (author, genres, embedding)
@@ -30,6 +31,8 @@ MANIFEST = "bundle.json"
 INDEX = "title_index.npz"
 KERAS_MODEL = "model.keras"
 TFLITE_MODEL = "model.tflite"
+THUMBNAILS_PER_TITLE = 4
+THUMBNAIL_SIDE = 128
 
 
 class BundleError(ValueError):
@@ -43,6 +46,16 @@ class TitleEntry:
     genres: tuple[str, ...]
     thumbnails: tuple[str, ...]  # relative to the bundle folder
     images: int  # training images behind the mean embedding
+
+
+@dataclass(frozen=True)
+class EnrolledTitle:
+    """A title added or updated by `inference.enroll`, without retraining."""
+    title: str
+    author: str | None
+    source: str
+    date: str  # ISO 8601, UTC
+    images: int
 
 
 @dataclass
@@ -60,6 +73,17 @@ class Bundle:
     title_embeddings: np.ndarray  # float32 [titles, dim], unit rows
     open_set: dict[str, float] = field(default_factory=dict)
     format: int = BUNDLE_FORMAT
+    # Authors added by enrolling, after the head's `authors` (named by their prototype only).
+    enrolled_authors: list[str] = field(default_factory=list)
+    enrolled: list[EnrolledTitle] = field(default_factory=list)
+    # Softmax temperature over cosine similarities to the titles, fitted on validation
+    # (inference/author_prototypes.py); 0: not calibrated (bundles exported before it existed).
+    prototype_temperature: float = 0.0
+    title_index: str = INDEX  # the title index file, written before bundle.json names it
+
+    @property
+    def all_authors(self) -> list[str]:
+        return self.authors + self.enrolled_authors
 
     @property
     def tflite_path(self) -> Path:
@@ -74,10 +98,11 @@ class Bundle:
         meta = asdict(self)
         meta.pop("path")
         meta.pop("title_embeddings")
-        _write_atomic(self.path / MANIFEST, json.dumps(meta, indent=2, ensure_ascii=False).encode())
-        tmp = self.path / (INDEX + ".tmp.npz")
+        # The index first, then bundle.json, which names it: a reader sees one or the other whole.
+        tmp = self.path / (self.title_index + ".tmp.npz")
         np.savez(tmp, embeddings=self.title_embeddings.astype(np.float32))
-        os.replace(tmp, self.path / INDEX)
+        os.replace(tmp, self.path / self.title_index)
+        _write_atomic(self.path / MANIFEST, json.dumps(meta, indent=2, ensure_ascii=False).encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Bundle:
@@ -97,18 +122,29 @@ class Bundle:
         problem = check_manifest(meta, manifest)
         if problem:
             raise BundleError(problem)
+        index_path = path / meta.get("title_index", INDEX)
         try:
-            with np.load(path / INDEX) as index:
+            with np.load(index_path) as index:
                 embeddings = index["embeddings"].astype(np.float32)
         except (OSError, KeyError, ValueError) as err:
-            raise BundleError(f"{path / INDEX}: unreadable title index ({err})") from None
+            raise BundleError(f"{index_path}: unreadable title index ({err})") from None
         meta["titles"] = [TitleEntry(t["name"], t["author"], tuple(t["genres"]), tuple(t["thumbnails"]),
                                      t["images"]) for t in meta["titles"]]
+        meta["enrolled"] = [EnrolledTitle(**e) for e in meta.get("enrolled", [])]
         meta["image_size"] = tuple(meta["image_size"])
         if embeddings.ndim != 2 or embeddings.shape[0] != len(meta["titles"]):
             raise BundleError(f"{path}: title index has {embeddings.shape[0]} rows for "
                               f"{len(meta['titles'])} titles")
         return cls(path=path, title_embeddings=embeddings, **meta)
+
+
+def write_thumbnail(image_path: str | os.PathLike, target: Path) -> None:
+    """A small PNG of an image for the bundle's thumbs/ (decoded as every image is)."""
+    from datasets.images import load_image
+
+    image = load_image(image_path)
+    image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+    image.save(target)
 
 
 def _write_atomic(target: Path, data: bytes) -> None:

@@ -49,6 +49,20 @@ FIELDS = {
     "titles": (lambda v: isinstance(v, list), "a list of titles"),
     "open_set": (_is_open_set, "an object of numbers"),
 }
+# Keys a bundle may leave out (those written before enrolling existed).
+OPTIONAL_FIELDS = {
+    "enrolled_authors": (_list_of(_is_str), "a list of strings"),
+    "enrolled": (lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v), "a list of objects"),
+    "prototype_temperature": (_is_number, "a number"),
+    "title_index": (lambda v: _is_str(v) and "/" not in v and v.endswith(".npz"), "a .npz file name"),
+}
+ENROLLED_FIELDS = {
+    "title": (_is_str, "a string"),
+    "author": (lambda v: v is None or _is_str(v), "a string or null"),
+    "source": (_is_str, "a string"),
+    "date": (_is_str, "a string"),
+    "images": (_is_count, "a count"),
+}
 TITLE_FIELDS = {
     "name": (_is_str, "a string"),
     "author": (lambda v: v is None or _is_str(v), "a string or null"),
@@ -62,9 +76,13 @@ def check_manifest(meta, manifest: Path) -> str | None:
     """The first problem with a parsed bundle.json, as one line naming `manifest`; None if fine."""
     if not isinstance(meta, dict):
         return f"{manifest}: not a JSON object"
-    problem = _check_fields(meta, FIELDS, "")
+    problem = _check_fields(meta, FIELDS, "", OPTIONAL_FIELDS)
     if problem:
         return f"{manifest}: {problem}"
+    for i, entry in enumerate(meta.get("enrolled", [])):
+        problem = _check_fields(entry, ENROLLED_FIELDS, f"enrolled[{i}].")
+        if problem:
+            return f"{manifest}: {problem}"
     for i, title in enumerate(meta["titles"]):
         if not isinstance(title, dict):
             return f"{manifest}: titles[{i}] must be an object"
@@ -82,12 +100,15 @@ def check_manifest(meta, manifest: Path) -> str | None:
     return None
 
 
-def _check_fields(meta: dict, fields: dict, prefix: str) -> str | None:
-    unknown = sorted(set(meta) - set(fields))
+def _check_fields(meta: dict, fields: dict, prefix: str, optional: dict | None = None) -> str | None:
+    optional = optional or {}
+    unknown = sorted(set(meta) - set(fields) - set(optional))
     if unknown:
         return f"unknown key {prefix}{unknown[0]!s}"
-    for key, (check, expected) in fields.items():
+    for key, (check, expected) in {**fields, **optional}.items():
         if key not in meta:
+            if key in optional:
+                continue
             return f"key {prefix}{key} is missing"
         if not check(meta[key]):
             got = f"{type(meta[key]).__name__} {str(meta[key])[:40]!r}"

@@ -16,11 +16,14 @@ import numpy as np
 from PIL import Image
 
 from datasets.images import DEFAULT_MAX_PIXELS, load_resized
-from inference.bundle import Bundle, BundleError
+from inference.author_prototypes import combine, title_author_matrix, title_probabilities
+from inference.bundle import MANIFEST, Bundle, BundleError
 from inference.runner import ModelRunner, open_runner
 from inference.search import build_index
 
 MODES = ("embedding", "author")
+# For a bundle exported before the temperature was calibrated there: a middle value of the fitted range.
+DEFAULT_PROTOTYPE_TEMPERATURE = 20.0
 DEMO_BUNDLE = Path(__file__).with_name("demo_bundle")
 HNSW_GRAPH = "title_index.usearch"  # built by the first --index approximate query, then reused
 TOP_AUTHORS = 3
@@ -68,48 +71,119 @@ class SimilarityResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class _Catalog:
+    """What a query reads of a bundle besides its model, swapped whole when the bundle changes."""
+    bundle: Bundle
+    index: object  # ExactIndex or ApproximateIndex
+    title_authors: np.ndarray  # each title's index into bundle.all_authors, -1 for none
+    title_to_author: np.ndarray | None  # [titles, all authors], None when nothing is enrolled
+    stamp: tuple
+
+
 class StyleFinder:
-    """A bundle opened for queries: its runner, its title index and its labels."""
+    """A bundle opened for queries: its runner, its title index and its labels.
+
+    The model is opened once. The titles, their index and the author prototypes are reloaded
+    when bundle.json changes (an enroll), between queries: each query reads one consistent
+    snapshot, and a running web app picks up enrolled titles without a restart."""
 
     def __init__(self, bundle: Bundle | str | os.PathLike | None = None, backend: str = "auto",
                  index: str = "auto", max_pixels: int = DEFAULT_MAX_PIXELS):
-        self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle or DEMO_BUNDLE)
-        self.runner: ModelRunner = open_runner(self.bundle, backend)
-        self.index = build_index(self.bundle.title_embeddings, index, self.bundle.path / HNSW_GRAPH)
+        bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle or DEMO_BUNDLE)
+        self.runner: ModelRunner = open_runner(bundle, backend)
+        self.index_kind = index
         self.max_pixels = max_pixels
         self._lock = threading.Lock()  # a LiteRT interpreter runs one call at a time
-        self.title_authors = np.array([self.bundle.authors.index(t.author) if t.author in self.bundle.authors
-                                       else -1 for t in self.bundle.titles])
+        self._catalog = self._open_catalog(bundle, _stamp(bundle.path))
+
+    @property
+    def bundle(self) -> Bundle:
+        return self._catalog.bundle
+
+    @property
+    def index(self):
+        return self._catalog.index
 
     @property
     def backend(self) -> str:
         return self.runner.backend
+
+    def _open_catalog(self, bundle: Bundle, stamp: tuple) -> _Catalog:
+        names = bundle.all_authors
+        title_authors = np.array([names.index(t.author) if t.author in names else -1 for t in bundle.titles])
+        matrix = title_author_matrix([t.author for t in bundle.titles], names) if bundle.enrolled_authors \
+            else None
+        graph = bundle.path / HNSW_GRAPH
+        return _Catalog(bundle, build_index(bundle.title_embeddings, self.index_kind, graph), title_authors,
+                        matrix, stamp)
+
+    def refresh(self) -> bool:
+        """Reload the titles if bundle.json changed since they were read; True if it did."""
+        current = self._catalog
+        stamp = _stamp(current.bundle.path)
+        if stamp == current.stamp:
+            return False
+        for _ in range(3):  # an enroll may remove the index we were about to read: read again
+            try:
+                bundle = Bundle.load(current.bundle.path)
+                break
+            except BundleError:
+                stamp = _stamp(current.bundle.path)
+        else:
+            return False  # keep answering from the snapshot we have
+        if bundle.image_size != current.bundle.image_size:
+            raise BundleError(f"{bundle.path}: image size changed under a running finder")
+        self._catalog = self._open_catalog(bundle, stamp)
+        return True
 
     def query(self, images: list[ImageInput], k: int = 10, mode: str = "embedding",
               names: list[str] | None = None) -> list[SimilarityResult]:
         """One result per image; an unreadable image raises ImageError naming it."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-        if mode == "author" and not self.bundle.authors:
-            raise BundleError(f"{self.bundle.path}: this bundle has no author head; use --mode embedding")
+        catalog = self._catalog  # one snapshot for the whole query
+        if mode == "author" and not catalog.bundle.all_authors:
+            raise BundleError(f"{catalog.bundle.path}: this bundle has no author head; use --mode embedding")
         if not k >= 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        pixels = np.stack([load_resized(image, self.bundle.image_size, self.max_pixels) for image in images])
-        with self._lock:
-            outputs = self.runner(pixels.astype(np.float32) / 255.0)
+        size = catalog.bundle.image_size
+        pixels = np.stack([load_resized(image, size, self.max_pixels) for image in images])
+        outputs = self.encode(pixels)
         names = names or [_name(image) for image in images]
-        return [self._result(names[i], {key: value[i] for key, value in outputs.items()}, k, mode)
+        return [self._result(catalog, names[i], {key: value[i] for key, value in outputs.items()}, k, mode)
                 for i in range(len(images))]
 
-    def _result(self, name: str, output: dict[str, np.ndarray], k: int, mode: str) -> SimilarityResult:
-        bundle = self.bundle
+    def encode(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """uint8 [n, H, W, 3] at the bundle's size -> the model's outputs."""
+        with self._lock:
+            return self.runner(pixels.astype(np.float32) / 255.0)
+
+    def author_probabilities(self, catalog: _Catalog, output: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Over bundle.all_authors: the head's, combined with the nearest-title classifier's for
+        enrolled authors (inference/author_prototypes.py)."""
+        bundle = catalog.bundle
+        if "author" not in output or not bundle.authors:
+            return None
+        head = output["author"]
+        if catalog.title_to_author is None:
+            return head
+        embedding = output["embedding"] / max(float(np.linalg.norm(output["embedding"])), 1e-12)
+        temperature = bundle.prototype_temperature or DEFAULT_PROTOTYPE_TEMPERATURE
+        by_title = title_probabilities(embedding[None], bundle.title_embeddings, temperature)[0]
+        return combine(head, by_title @ catalog.title_to_author, len(bundle.authors))
+
+    def _result(self, catalog: _Catalog, name: str, output: dict[str, np.ndarray], k: int,
+                mode: str) -> SimilarityResult:
+        bundle = catalog.bundle
         embedding = output["embedding"] / max(float(np.linalg.norm(output["embedding"])), 1e-12)
         authors: tuple[AuthorGuess, ...] = ()
-        if "author" in output and bundle.authors:
-            probabilities = output["author"]
+        probabilities = self.author_probabilities(catalog, output)
+        if probabilities is not None:
+            names = bundle.all_authors
+            prior = bundle.author_prior + [0.0] * len(bundle.enrolled_authors)
             top = np.argsort(-probabilities, kind="stable")[:TOP_AUTHORS]
-            authors = tuple(AuthorGuess(bundle.authors[i], float(probabilities[i]), bundle.author_prior[i])
-                            for i in top)
+            authors = tuple(AuthorGuess(names[i], float(probabilities[i]), prior[i]) for i in top)
         genres: tuple[GenreGuess, ...] = ()
         if "genres" in output and bundle.genres:
             scores = output["genres"]
@@ -118,11 +192,11 @@ class StyleFinder:
             genres = tuple(GenreGuess(bundle.genres[i], float(scores[i]), bundle.genre_thresholds[i])
                            for i in chosen)
         if mode == "author":
-            rows, scores, similarities = self._by_author(output["author"], embedding, k)
+            rows, scores, similarities = self._by_author(catalog, probabilities, embedding, k)
         else:
-            found_rows, found_scores = self.index.search(embedding[None], k)
+            found_rows, found_scores = catalog.index.search(embedding[None], k)
             rows, scores, similarities = found_rows[0], found_scores[0], found_scores[0]
-        titles = tuple(self._title(rank + 1, int(row), float(score), float(similarity))
+        titles = tuple(self._title(bundle, rank + 1, int(row), float(score), float(similarity))
                        for rank, (row, score, similarity) in enumerate(zip(rows, scores, similarities,
                                                                            strict=True)))
         best_similarity = float(similarities.max()) if mode == "embedding" else \
@@ -134,17 +208,19 @@ class StyleFinder:
         return SimilarityResult(name, mode, self.backend, authors, genres, titles,
                                 _is_unknown(evidence, bundle.open_set), evidence)
 
-    def _by_author(self, probabilities: np.ndarray, embedding: np.ndarray, k: int):
+    @staticmethod
+    def _by_author(catalog: _Catalog, probabilities: np.ndarray, embedding: np.ndarray, k: int):
         """The webtoon study's ranking: titles of the likeliest authors, by that author's probability,
         then by similarity within an author."""
-        similarity = self.bundle.title_embeddings @ embedding
-        author_probability = np.where(self.title_authors >= 0, probabilities[self.title_authors], 0.0)
+        similarity = catalog.bundle.title_embeddings @ embedding
+        author_probability = np.where(catalog.title_authors >= 0, probabilities[catalog.title_authors], 0.0)
         order = np.lexsort((-similarity, -author_probability))[:k]
         return order, author_probability[order], similarity[order]
 
-    def _title(self, rank: int, row: int, score: float, similarity: float) -> SimilarTitle:
-        entry = self.bundle.titles[row]
-        thumbnail = str(self.bundle.path.resolve() / entry.thumbnails[0]) if entry.thumbnails else None
+    @staticmethod
+    def _title(bundle: Bundle, rank: int, row: int, score: float, similarity: float) -> SimilarTitle:
+        entry = bundle.titles[row]
+        thumbnail = str(bundle.path.resolve() / entry.thumbnails[0]) if entry.thumbnails else None
         return SimilarTitle(rank, entry.name, entry.author, score, similarity, thumbnail, entry.genres)
 
 
@@ -161,6 +237,14 @@ def _is_unknown(evidence: dict[str, float], thresholds: dict[str, float]) -> boo
     signals = [(evidence[key], thresholds[key]) for key in ("author_probability", "title_similarity")
                if key in thresholds and key in evidence]
     return bool(signals) and all(value < threshold for value, threshold in signals)
+
+
+def _stamp(bundle_path: Path) -> tuple:
+    try:
+        info = (bundle_path / MANIFEST).stat()
+    except OSError:
+        return ()
+    return info.st_mtime_ns, info.st_size, info.st_ino
 
 
 def _name(image: ImageInput) -> str:
@@ -180,4 +264,5 @@ def find_similar(image: ImageInput, bundle: StyleFinder | Bundle | str | os.Path
         if key not in _FINDERS:
             _FINDERS[key] = StyleFinder(bundle)
         bundle = _FINDERS[key]
+    bundle.refresh()
     return bundle.query([image], k, mode)[0]

@@ -56,6 +56,10 @@ def create_app(finder: StyleFinder, max_upload: int = DEFAULT_MAX_UPLOAD) -> Fla
     def index():
         return send_from_directory(STATIC, "index.html")
 
+    @app.before_request
+    def pick_up_enrolled_titles():
+        finder.refresh()  # a stat of bundle.json; the titles reload only when an enroll changed it
+
     @app.get("/healthz")
     def healthz():
         bundle = finder.bundle

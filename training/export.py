@@ -13,9 +13,9 @@ import keras
 import numpy as np
 
 from datasets.catalog import ImageRow
-from datasets.images import load_image
 from datasets.tf_runtime import quiet_stderr
-from inference.bundle import TFLITE_MODEL, Bundle, TitleEntry
+from inference.author_prototypes import fit_temperature
+from inference.bundle import TFLITE_MODEL, THUMBNAILS_PER_TITLE, Bundle, TitleEntry, write_thumbnail
 from inference.litert_model import LiteRTModel
 from training.config import RunConfig
 from training.data import TrainingData
@@ -25,8 +25,6 @@ from training.model_setup import serving_outputs
 
 log = logging.getLogger(__name__)
 
-THUMBNAILS_PER_TITLE = 4
-THUMBNAIL_SIDE = 128
 MIN_TFLITE_COSINE = 0.999
 
 
@@ -60,7 +58,8 @@ def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int,
         authors=list(vocabulary.authors), genres=list(vocabulary.genres), genre_thresholds=thresholds,
         author_prior=[authors[a] / len(data.train_rows) for a in vocabulary.authors],
         titles=titles, title_embeddings=title_embeddings,
-        open_set=_open_set_thresholds(val.outputs, title_embeddings) if val.rows else {})
+        open_set=_open_set_thresholds(val.outputs, title_embeddings) if val.rows else {},
+        prototype_temperature=_prototype_temperature(val, titles, title_embeddings))
     bundle.save()
     serving = serving_model(model)
     serving.save(tmp / "model.keras")  # uncompiled: no optimizer state, no title head
@@ -120,13 +119,22 @@ def _title_index(train: RowOutputs, titles: tuple[str, ...], bundle_dir: Path
         thumbs = []
         for k, i in enumerate(sorted(members, key=lambda i: (rows[i].position or 0, str(rows[i].path)))
                               [:THUMBNAILS_PER_TITLE]):
-            image = load_image(rows[i].path)
-            image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
             name = f"thumbs/{t:04d}-{k}.png"
-            image.save(bundle_dir / name)
+            write_thumbnail(rows[i].path, bundle_dir / name)
             thumbs.append(name)
         entries.append(TitleEntry(title, rows[members[0]].author, genres, tuple(thumbs), len(members)))
     return entries, np.stack(means).astype(np.float32)
+
+
+def _prototype_temperature(val: RowOutputs, titles: list[TitleEntry], title_embeddings: np.ndarray) -> float:
+    """Calibrates the nearest-title classifier that names enrolled authors
+    (inference/author_prototypes.py) on validation images; 0 without validation."""
+    index = {t.name: i for i, t in enumerate(titles)}
+    keep = [i for i, r in enumerate(val.rows) if r.title in index]
+    if not keep:
+        return 0.0
+    labels = np.array([index[val.rows[i].title] for i in keep])
+    return fit_temperature(val.outputs["embedding"][keep], labels, title_embeddings)
 
 
 def _open_set_thresholds(outputs: dict[str, np.ndarray], title_embeddings: np.ndarray) -> dict[str, float]:

@@ -1,0 +1,149 @@
+"""Enrolling without retraining, on a style dataset's name split: held-out titles against trained ones.
+
+usage: python benchmarks/enroll.py DATA_DIR [--work DIR] [--held-out 5] [--single-title-authors 2] [--seed 0]
+
+DATA_DIR is the output of `../shared/data/icon_themes.py` (or `font_styles.py`). In one run:
+1. the reference name split (`../shared/data/split_by_name.py`): test names unseen in training;
+2. --held-out whole titles leave training, --single-title-authors of them by authors who have
+   no other title (so those authors are new to the model);
+3. the default model is trained on the rest (`python -m training.train --manifest`, no preset);
+4. trained titles' test images are scored through `find_similar` (LiteRT, as users query);
+5. the held-out titles are enrolled from their training-name images (timed), and both the
+   enrolled titles' and the trained titles' test images are scored again.
+Prints one JSON document: title hit@1 / hit@10 and author top-1 for enrolled against trained
+titles, beside the priors, and how much the trained titles' figures moved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from inference.enrollment import EnrollImage, enroll  # noqa: E402
+from inference.query import StyleFinder  # noqa: E402
+
+SPLIT_SCRIPT = REPO.parent / "shared" / "data" / "split_by_name.py"
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def choose_held_out(rows: list[dict], count: int, single: int, seed: int) -> list[str]:
+    """`single` titles whose authors have no other title, the rest by authors with several."""
+    titles_of = {}
+    for row in rows:
+        titles_of.setdefault(row["author"], set()).add(row["title"])
+    rng = random.Random(seed)
+    lone = sorted(next(iter(t)) for t in titles_of.values() if len(t) == 1)
+    shared = sorted(t for ts in titles_of.values() if len(ts) >= 2 for t in ts)  # the author keeps one
+    if len(lone) < single:
+        raise SystemExit(f"error: only {len(lone)} authors have a single title; lower --single-title-authors")
+    chosen = rng.sample(lone, single)
+    by_author = {}
+    for title in rng.sample(shared, len(shared)):
+        author = next(a for a, ts in titles_of.items() if title in ts)
+        if author not in by_author and len(chosen) < count:
+            by_author[author] = title
+            chosen.append(title)
+    return chosen
+
+
+def score(finder: StyleFinder, rows: list[dict], data_dir: Path, batch: int = 64) -> dict:
+    """Title hit@1 / hit@10 and author top-1 over `rows`, through the query path."""
+    hits1 = hits10 = authors = 0
+    for start in range(0, len(rows), batch):
+        chunk = rows[start:start + batch]
+        results = finder.query([data_dir / r["image"] for r in chunk], k=10)
+        for row, result in zip(chunk, results, strict=True):
+            titles = [t.title for t in result.titles]
+            hits1 += titles[0] == row["title"]
+            hits10 += row["title"] in titles
+            authors += bool(result.authors) and result.authors[0].name == row["author"]
+    n = max(len(rows), 1)
+    return {"images": len(rows), "title_hit1": round(hits1 / n, 4), "title_hit10": round(hits10 / n, 4),
+            "author_top1": round(authors / n, 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--work", type=Path, default=Path("data/bench-enroll"))
+    parser.add_argument("--held-out", type=int, default=5)
+    parser.add_argument("--single-title-authors", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    subprocess.run([sys.executable, str(SPLIT_SCRIPT), str(args.data_dir)], check=True, capture_output=True)
+    train, test = read_rows(args.data_dir / "train.csv"), read_rows(args.data_dir / "test.csv")
+    held = choose_held_out(train, args.held_out, args.single_title_authors, args.seed)
+    args.work.mkdir(parents=True, exist_ok=True)
+    manifest = args.work / "train_without_held_out.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(train[0]))
+        writer.writeheader()
+        writer.writerows(r for r in train if r["title"] not in held)
+    start = time.perf_counter()
+    env = {**os.environ, "STYLEFINDER_CACHE": str(args.work / "weights")}
+    subprocess.run([sys.executable, "-m", "training.train", "--manifest", str(manifest), "--image-root",
+                    str(args.data_dir), "--out-dir", str(args.work / "runs"), "--name", "base", "--quiet",
+                    "--set", f"data.cache_dir={args.work / 'cache'}"], cwd=REPO, check=True, env=env,
+                   capture_output=True)
+    train_seconds = time.perf_counter() - start
+    bundle = args.work / "runs" / "base" / "bundle"
+    finder = StyleFinder(bundle)
+    trained_test = [r for r in test if r["title"] not in held]
+    enrolled_test = [r for r in test if r["title"] in held]
+    new_authors = {r["author"] for r in enrolled_test} - set(finder.bundle.authors)
+    before = score(finder, trained_test, args.data_dir)
+    images = [EnrollImage(args.data_dir / r["image"], r["title"], r["author"], tuple(
+        g for g in r.get("genres", "").split("|") if g)) for r in train if r["title"] in held]
+    start = time.perf_counter()
+    report = enroll(bundle, images, str(args.data_dir / "train.csv"), progress=False, finder=finder)
+    enroll_seconds = time.perf_counter() - start
+    finder.refresh()
+    after = score(finder, trained_test, args.data_dir)
+    enrolled = score(finder, enrolled_test, args.data_dir)
+    of_new = [r for r in enrolled_test if r["author"] in new_authors]
+    enrolled_new_authors = score(finder, of_new, args.data_dir)
+    enrolled_known_authors = score(finder, [r for r in enrolled_test if r not in of_new], args.data_dir)
+    counts = Counter(r["author"] for r in train if r["title"] not in held)
+    top_author = counts.most_common(1)[0][0]
+    print(json.dumps({
+        "benchmark": "enroll",
+        "dataset": args.data_dir.name,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
+        "held_out_titles": held, "new_authors": sorted(new_authors),
+        "train_seconds": round(train_seconds, 1),
+        "enroll": {"images": report.images, "seconds": round(enroll_seconds, 2),
+                   "seconds_per_1000_images": round(1000 * enroll_seconds / max(report.images, 1), 2),
+                   "rejected": len(report.rejected)},
+        "trained_titles_before": before, "trained_titles_after": after,
+        "trained_change": {k: round(after[k] - before[k], 4)
+                           for k in ("title_hit1", "title_hit10", "author_top1")},
+        "enrolled_titles": enrolled, "enrolled_titles_of_new_authors": enrolled_new_authors,
+        "enrolled_titles_of_known_authors": enrolled_known_authors,
+        "prior": {"title_hit1": round(1 / len(finder.bundle.titles), 4),
+                  "author_top1_trained": round(sum(r["author"] == top_author for r in trained_test)
+                                               / len(trained_test), 4),
+                  "author_top1_enrolled": round(sum(r["author"] == top_author for r in enrolled_test)
+                                                / max(len(enrolled_test), 1), 4)},
+        "prototype_temperature": finder.bundle.prototype_temperature,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

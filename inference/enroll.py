@@ -1,0 +1,87 @@
+"""Add titles and authors to a bundle without retraining.
+
+    python -m inference.enroll --bundle DIR SRC          SRC: ROOT/<author>/<title>/<image> or a CSV manifest
+    python -m inference.enroll --bundle DIR --catalog data/catalog.sqlite --split train
+    python -m inference.enroll --bundle DIR --remove TITLE
+
+Images are encoded with the bundle's own LiteRT model (TensorFlow is never imported). A title
+the bundle has is updated (its mean embedding, thumbnails, genres, image count); an author it
+does not know is added and named through the nearest-title classifier. Each bad image is
+one line; the bundle is replaced atomically, so a kill leaves the old bundle or the new one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from datasets.images import ImageError
+from inference.bundle import BundleError
+from inference.enrollment import EnrollImage, enroll, remove_title
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m inference.enroll", description=__doc__.split("\n")[0])
+    parser.add_argument("source", nargs="?", help="ROOT/<author>/<title>/<image> folder or a CSV manifest")
+    parser.add_argument("--bundle", required=True, help="the bundle folder to update in place")
+    parser.add_argument("--image-root", help="folder a manifest's image paths are relative to")
+    parser.add_argument("--catalog", help="enroll a split of this catalog instead of SRC")
+    parser.add_argument("--split", help="with --catalog: the split to enroll (train, val or test)")
+    parser.add_argument("--remove", metavar="TITLE", help="take this title out of the bundle")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def read_images(args: argparse.Namespace) -> tuple[list[EnrollImage], list[str], str]:
+    """The images to enroll, one-line reasons for rows skipped, and the source to record."""
+    if args.catalog:
+        from datasets.catalog import Catalog
+
+        if not args.split:
+            raise ValueError("--catalog needs --split (train, val or test)")
+        with Catalog(args.catalog) as catalog:
+            rows = catalog.images(split=args.split)
+        if not rows:
+            raise ValueError(f"{args.catalog}: split {args.split!r} is empty")
+        images = [EnrollImage(r.path, r.title, r.author, r.genres, str(r.path)) for r in rows]
+        return images, [], f"{args.catalog} split {args.split}"
+    from datasets.imports import read_source
+
+    records, skipped = read_source(args.source, args.image_root)
+    images = [EnrollImage(r.path, r.title, r.author, r.genres, r.origin) for r in records]
+    return images, skipped, str(Path(args.source).resolve())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if bool(args.remove) + bool(args.source) + bool(args.catalog) != 1:
+        parser.error("give one of SRC, --catalog with --split, or --remove TITLE")
+    try:
+        if args.remove:
+            bundle = remove_title(args.bundle, args.remove)
+            print(f"removed {args.remove!r}: {len(bundle.titles)} titles left")
+            return 0
+        images, skipped, source = read_images(args)
+        report = enroll(args.bundle, images, source, progress=not args.quiet)
+    except (BundleError, ImageError, ValueError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    problems = skipped + report.rejected
+    print(report.summary())
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not report.images:
+        print(f"error: {args.source or args.catalog}: no image could be enrolled", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

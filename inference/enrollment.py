@@ -1,0 +1,236 @@
+"""Adding titles and authors to a bundle without retraining: encode their images with the
+bundle's own LiteRT model and extend its title index and author prototypes.
+
+Safe updates: new thumbnails and a new title index file (`title_index-<digest>.npz`) are
+written first; then bundle.json, which names the index, is replaced atomically: the commit
+point. A kill at any moment leaves the old bundle or the new one, never a mix; files the
+committed bundle.json no longer names are deleted afterwards (a kill before that leaves only
+unreferenced files, which the next enroll removes). A lock file keeps two enrolls apart, and
+a running `StyleFinder` (the web app) reloads the titles when bundle.json changes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from datasets.images import ImageError, load_resized
+from inference.bundle import (
+    INDEX,
+    MANIFEST,
+    THUMBNAILS_PER_TITLE,
+    Bundle,
+    BundleError,
+    EnrolledTitle,
+    TitleEntry,
+    write_thumbnail,
+)
+from inference.query import StyleFinder
+
+log = logging.getLogger(__name__)
+
+BATCH = 32
+LOCK = ".enroll.lock"
+MODEL_CARD = "MODEL_CARD.md"
+CARD_SECTION = "## Enrolled titles"
+
+
+@dataclass(frozen=True)
+class EnrollImage:
+    path: Path
+    title: str
+    author: str | None
+    genres: tuple[str, ...] = ()
+    origin: str = ""  # where the row came from (manifest line), for error lines
+
+
+@dataclass
+class EnrollReport:
+    added: list[str] = field(default_factory=list)  # titles new to the bundle
+    updated: list[str] = field(default_factory=list)  # titles it had
+    new_authors: list[str] = field(default_factory=list)
+    images: int = 0
+    rejected: list[str] = field(default_factory=list)  # one line per image or title left out
+
+    def summary(self) -> str:
+        return (f"enrolled {self.images} images: {len(self.added)} new titles, {len(self.updated)} updated, "
+                f"{len(self.new_authors)} new authors; rejected {len(self.rejected)}")
+
+
+@dataclass
+class _Title:
+    author: str | None
+    total: np.ndarray
+    count: int = 0
+    thumbnails: list[Path] = field(default_factory=list)
+    genres: Counter = field(default_factory=Counter)
+
+
+def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source: str, progress: bool = True,
+           finder: StyleFinder | None = None) -> EnrollReport:
+    """Encode `images` with the bundle's model and add or update their titles in the bundle."""
+    bundle_dir = Path(bundle_dir)
+    report = EnrollReport()
+    with _locked(bundle_dir):
+        finder = finder or StyleFinder(bundle_dir)
+        finder.refresh()
+        bundle = finder.bundle
+        titles = _encode(finder, images, report, progress)
+        if not titles:
+            return report
+        known = {t.name: i for i, t in enumerate(bundle.titles)}
+        entries, embeddings = list(bundle.titles), bundle.title_embeddings.copy()
+        enrolled = {e.title: e for e in bundle.enrolled}
+        enrolled_authors = list(bundle.enrolled_authors)
+        date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for name, found in titles.items():
+            row = known.get(name)
+            old = entries[row] if row is not None else None
+            if old is not None and old.author and found.author and old.author != found.author:
+                report.rejected.append(f"title {name!r}: belongs to author {old.author!r} in the bundle, "
+                                       f"not {found.author!r}; title left out")
+                continue
+            author = found.author or (old.author if old else None)
+            if author and author not in bundle.authors and author not in enrolled_authors:
+                enrolled_authors.append(author)
+                report.new_authors.append(author)
+            thumbs = _write_thumbnails(bundle_dir, name, found.thumbnails)
+            genres = tuple(sorted(g for g, n in found.genres.items() if n * 2 >= found.count))
+            if old is None:
+                embeddings = np.vstack([embeddings, _unit(found.total)[None]])
+                entries.append(TitleEntry(name, author, genres, tuple(thumbs), found.count))
+                report.added.append(name)
+            else:  # the stored mean, weighted by its images, with the new images
+                embeddings[row] = _unit(embeddings[row] * old.images + found.total)
+                entries[row] = TitleEntry(name, author, tuple(sorted(set(old.genres) | set(genres))),
+                                          old.thumbnails if len(old.thumbnails) >= 3 else tuple(thumbs),
+                                          old.images + found.count)
+                report.updated.append(name)
+            previous = enrolled.get(name)
+            enrolled[name] = EnrolledTitle(name, author, source, date,
+                                           found.count + (previous.images if previous else 0))
+            report.images += found.count
+        _commit(bundle, entries, embeddings, enrolled_authors, list(enrolled.values()))
+    return report
+
+
+def remove_title(bundle_dir: str | os.PathLike, title: str) -> Bundle:
+    """Take `title` out of the bundle's index (its author too, if enrolled and left with none)."""
+    bundle_dir = Path(bundle_dir)
+    with _locked(bundle_dir):
+        bundle = Bundle.load(bundle_dir)
+        rows = [i for i, t in enumerate(bundle.titles) if t.name == title]
+        if not rows:
+            raise BundleError(f"{bundle_dir}: no title {title!r} to remove")
+        keep = [i for i in range(len(bundle.titles)) if i not in rows]
+        if not keep:
+            raise BundleError(f"{bundle_dir}: {title!r} is the bundle's only title; it cannot be removed")
+        entries = [bundle.titles[i] for i in keep]
+        remaining = {t.author for t in entries}
+        authors = [a for a in bundle.enrolled_authors if a in remaining]
+        return _commit(bundle, entries, bundle.title_embeddings[keep], authors,
+                       [e for e in bundle.enrolled if e.title != title])
+
+
+def _encode(finder: StyleFinder, images: Sequence[EnrollImage], report: EnrollReport, progress: bool
+            ) -> dict[str, _Title]:
+    titles: dict[str, _Title] = {}
+    size = finder.bundle.image_size
+    bar = tqdm(total=len(images), desc="enroll", unit="img", disable=not progress)
+    for start in range(0, len(images), BATCH):
+        batch, pixels = [], []
+        for image in images[start:start + BATCH]:
+            try:
+                pixels.append(load_resized(image.path, size, finder.max_pixels))
+                batch.append(image)
+            except ImageError as err:
+                named = image.origin and image.origin != str(image.path)  # a manifest line, not the path
+                report.rejected.append(f"{image.origin}: {err}" if named else str(err))
+        if batch:
+            embeddings = finder.encode(np.stack(pixels))["embedding"]
+            for image, embedding in zip(batch, embeddings, strict=True):
+                found = titles.setdefault(image.title, _Title(image.author, np.zeros_like(embedding)))
+                found.total = found.total + _unit(embedding)
+                found.count += 1
+                found.genres.update(image.genres)
+                if len(found.thumbnails) < THUMBNAILS_PER_TITLE:
+                    found.thumbnails.append(image.path)
+        bar.update(len(images[start:start + BATCH]))
+    bar.close()
+    return titles
+
+
+def _commit(bundle: Bundle, entries: list[TitleEntry], embeddings: np.ndarray, enrolled_authors: list[str],
+            enrolled: list[EnrolledTitle]) -> Bundle:
+    digest = hashlib.sha256(np.ascontiguousarray(embeddings, np.float32).tobytes())
+    digest.update("\n".join(t.name for t in entries).encode())
+    updated = replace(bundle, titles=entries, title_embeddings=embeddings.astype(np.float32),
+                      enrolled_authors=enrolled_authors, enrolled=enrolled,
+                      title_index=f"{Path(INDEX).stem}-{digest.hexdigest()[:12]}.npz")
+    updated.save()  # the index, then bundle.json: the commit point
+    _remove_unreferenced(updated)
+    _write_model_card(updated)
+    return updated
+
+
+def _write_thumbnails(bundle_dir: Path, title: str, sources: list[Path]) -> list[str]:
+    stem = hashlib.sha256(title.encode()).hexdigest()[:10]
+    names = []
+    for k, source in enumerate(sources):
+        name = f"thumbs/enrolled-{stem}-{os.getpid()}-{k}.png"
+        write_thumbnail(source, bundle_dir / name)
+        names.append(name)
+    return names
+
+
+def _remove_unreferenced(bundle: Bundle) -> None:
+    referenced = {t for entry in bundle.titles for t in entry.thumbnails}
+    for path in (bundle.path / "thumbs").glob("enrolled-*.png"):
+        if f"thumbs/{path.name}" not in referenced:
+            path.unlink(missing_ok=True)
+    for path in bundle.path.glob(f"{Path(INDEX).stem}*.npz"):
+        if path.name != bundle.title_index:
+            path.unlink(missing_ok=True)
+
+
+def _write_model_card(bundle: Bundle) -> None:
+    card = bundle.path / MODEL_CARD
+    text = card.read_text() if card.is_file() else f"# Model card: {bundle.name}\n"
+    text = re.split(rf"\n{re.escape(CARD_SECTION)}\n", text)[0].rstrip("\n") + "\n"
+    if bundle.enrolled:
+        lines = [f"- {e.title} by {e.author or 'unknown'}: {e.images} images from {e.source}, {e.date}"
+                 for e in bundle.enrolled]
+        text += (f"\n{CARD_SECTION}\nAdded with `python -m inference.enroll`, without retraining; their "
+                 "authors are named by the nearest-title classifier (README).\n\n"
+                 + "\n".join(lines) + "\n")
+    tmp = card.with_name(card.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, card)
+
+
+@contextmanager
+def _locked(bundle_dir: Path) -> Iterator[None]:
+    if not (bundle_dir / MANIFEST).is_file():
+        raise BundleError(f"{bundle_dir}: not a model bundle (no {MANIFEST})")
+    with open(bundle_dir / LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
