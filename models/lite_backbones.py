@@ -15,8 +15,9 @@ strongest correlations are kept at a fifth of the size and the heads overfit les
 
 The defaults were chosen on both benchmark datasets (docs/benchmarks.md): Gram matrices of
 groups 1-5, deep taps projected to 48 channels, no content features, 320x320 input (line
-work needs the resolution: fonts gain 0.07 author top-1 from 224 to 320 px). Only the
-layers up to the deepest tap are built, so a Gram-only backbone is small and fast.
+work needs the resolution: font author top-1 rose from 0.61 at 128 px to 0.69 at 224 in a
+probe, and 0.02 more at 320). Only the layers up to the deepest tap are built, so a
+Gram-only backbone is small and fast.
 """
 
 from __future__ import annotations
