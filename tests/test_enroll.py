@@ -148,3 +148,14 @@ def test_a_web_app_answers_during_enrolls_and_picks_up_new_titles(tiny_bundle, t
         asker.join()
         server.stop()
     assert statuses and set(statuses) == {200}
+
+
+def test_enrolling_never_imports_tensorflow(tiny_bundle, tmp_path):
+    bundle_dir = _bundle_copy(tiny_bundle, tmp_path)
+    source = _tree(tmp_path / "new", {("newcomer", "fresh title"): (4, 3)})
+    code = ("import sys; from inference.enroll import main; "
+            f"code = main(['--bundle', {str(bundle_dir)!r}, {str(source)!r}, '--quiet']); "
+            "print(code, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.split()[-3:] == ["0", "False", "False"], result.stdout + result.stderr
