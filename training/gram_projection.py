@@ -72,6 +72,21 @@ def fit_gram_projections(backbone: keras.Model, paths: Sequence[Path], size: tup
     return fitted
 
 
+def fit_or_reload_projections(backbone: keras.Model, paths: Sequence[Path], size: tuple[int, int], seed: int,
+                              saved: Path) -> None:
+    """Fit the projections once per run and keep them in `saved`; a later call (a resumed run)
+    sets the saved ones, so its cached features and checkpoints stay valid."""
+    if saved.is_file():
+        with np.load(saved) as fitted:
+            set_gram_projections(backbone, dict(fitted))
+        return
+    fitted = fit_gram_projections(backbone, paths, size, seed)
+    if fitted:
+        tmp = saved.with_name(saved.stem + ".tmp.npz")
+        np.savez(tmp, **fitted)
+        tmp.replace(saved)
+
+
 def set_gram_projections(backbone: keras.Model, fitted: dict[str, np.ndarray]) -> None:
     for layer in projected_gram_layers(backbone):
         layer.set_projection(fitted[layer.name])

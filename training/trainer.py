@@ -40,7 +40,7 @@ from training.callbacks import (
 from training.config import RunConfig
 from training.data import CARVE_RULE, TrainingData, carve_validation, load_training_data
 from training.feature_cache import encode_all
-from training.gram_projection import fit_gram_projections, projection_digest, set_gram_projections
+from training.gram_projection import fit_or_reload_projections, projection_digest
 from training.input_wait import measure_input_wait
 from training.model_setup import (
     array_targets,
@@ -110,8 +110,9 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
     keras.utils.set_random_seed(config.train.seed)
     with runtime.strategy.scope():
         model = build_model(config.model, data.vocabulary, size, spec, title_authors, backbone)
-    if mode != "scratch":
-        _gram_projections(model.backbone, data, config, run_dir, size)
+    if mode != "scratch":  # a resumed run reuses the projections its cached features were made with
+        fit_or_reload_projections(model.backbone, [r.path for r in data.train_rows], size, config.train.seed,
+                                  run_dir / "gram_projection.npz")
     pool, data = _read_pool(data, model, config, mode, size, cache_dir, progress)
 
     done = state["epochs_done"] if state else 0
@@ -151,22 +152,6 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
     train_rows = RowOutputs.of(pool.rows, pool.usable_of(pool.train), outputs)
     val_rows = RowOutputs.of(pool.rows, pool.usable_of(pool.val), val_outputs)
     return export_bundle(model, data, config, size, run_dir, train_rows, val_rows)
-
-
-def _gram_projections(backbone: keras.Model, data: TrainingData, config: RunConfig, run_dir: Path,
-                      size) -> None:
-    """Fit the backbone's Gram projections on training images once per run (a resumed run
-    reuses them, so its cached features and checkpoints stay valid)."""
-    saved = run_dir / "gram_projection.npz"
-    if saved.is_file():
-        with np.load(saved) as fitted:
-            set_gram_projections(backbone, dict(fitted))
-        return
-    fitted = fit_gram_projections(backbone, [r.path for r in data.train_rows], size, config.train.seed)
-    if fitted:
-        tmp = run_dir / "gram_projection.tmp.npz"
-        np.savez(tmp, **fitted)
-        tmp.replace(saved)
 
 
 def _read_pool(data: TrainingData, model: StyleModel, config: RunConfig, mode: str, size, cache_dir: Path,
