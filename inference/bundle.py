@@ -80,6 +80,9 @@ class Bundle:
     # (inference/author_prototypes.py); 0: not calibrated (bundles exported before it existed).
     prototype_temperature: float = 0.0
     title_index: str = INDEX  # the title index file, written before bundle.json names it
+    # [titles, dim] unit mean descriptors (the model's `descriptor` output), where the enrolled
+    # authors are matched; None for bundles exported before it existed.
+    title_descriptors: np.ndarray | None = None
 
     @property
     def all_authors(self) -> list[str]:
@@ -98,9 +101,13 @@ class Bundle:
         meta = asdict(self)
         meta.pop("path")
         meta.pop("title_embeddings")
+        meta.pop("title_descriptors")
         # The index first, then bundle.json, which names it: a reader sees one or the other whole.
         tmp = self.path / (self.title_index + ".tmp.npz")
-        np.savez(tmp, embeddings=self.title_embeddings.astype(np.float32))
+        arrays = {"embeddings": self.title_embeddings.astype(np.float32)}
+        if self.title_descriptors is not None:
+            arrays["descriptors"] = self.title_descriptors.astype(np.float32)
+        np.savez(tmp, **arrays)
         os.replace(tmp, self.path / self.title_index)
         _write_atomic(self.path / MANIFEST, json.dumps(meta, indent=2, ensure_ascii=False).encode())
 
@@ -126,6 +133,8 @@ class Bundle:
         try:
             with np.load(index_path) as index:
                 embeddings = index["embeddings"].astype(np.float32)
+                described = "descriptors" in index.files
+                descriptors = index["descriptors"].astype(np.float32) if described else None
         except (OSError, KeyError, ValueError) as err:
             raise BundleError(f"{index_path}: unreadable title index ({err})") from None
         meta["titles"] = [TitleEntry(t["name"], t["author"], tuple(t["genres"]), tuple(t["thumbnails"]),
@@ -135,7 +144,10 @@ class Bundle:
         if embeddings.ndim != 2 or embeddings.shape[0] != len(meta["titles"]):
             raise BundleError(f"{path}: title index has {embeddings.shape[0]} rows for "
                               f"{len(meta['titles'])} titles")
-        return cls(path=path, title_embeddings=embeddings, **meta)
+        if descriptors is not None and descriptors.shape[0] != embeddings.shape[0]:
+            raise BundleError(f"{index_path}: {descriptors.shape[0]} title descriptors for "
+                              f"{embeddings.shape[0]} titles")
+        return cls(path=path, title_embeddings=embeddings, title_descriptors=descriptors, **meta)
 
 
 def write_thumbnail(image_path: str | os.PathLike, target: Path) -> None:

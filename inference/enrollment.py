@@ -73,6 +73,7 @@ class EnrollReport:
 class _Title:
     author: str | None
     total: np.ndarray
+    descriptor_total: np.ndarray | None = None
     count: int = 0
     thumbnails: list[Path] = field(default_factory=list)
     genres: Counter = field(default_factory=Counter)
@@ -92,6 +93,8 @@ def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source:
             return report
         known = {t.name: i for i, t in enumerate(bundle.titles)}
         entries, embeddings = list(bundle.titles), bundle.title_embeddings.copy()
+        # A bundle without descriptors (exported before them) keeps none.
+        descriptors = bundle.title_descriptors.copy() if bundle.title_descriptors is not None else None
         enrolled = {e.title: e for e in bundle.enrolled}
         enrolled_authors = list(bundle.enrolled_authors)
         date = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -110,10 +113,14 @@ def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source:
             genres = tuple(sorted(g for g, n in found.genres.items() if n * 2 >= found.count))
             if old is None:
                 embeddings = np.vstack([embeddings, _unit(found.total)[None]])
+                if descriptors is not None:
+                    descriptors = np.vstack([descriptors, _unit(found.descriptor_total)[None]])
                 entries.append(TitleEntry(name, author, genres, tuple(thumbs), found.count))
                 report.added.append(name)
             else:  # the stored mean, weighted by its images, with the new images
                 embeddings[row] = _unit(embeddings[row] * old.images + found.total)
+                if descriptors is not None:
+                    descriptors[row] = _unit(descriptors[row] * old.images + found.descriptor_total)
                 entries[row] = TitleEntry(name, author, tuple(sorted(set(old.genres) | set(genres))),
                                           old.thumbnails if len(old.thumbnails) >= 3 else tuple(thumbs),
                                           old.images + found.count)
@@ -122,7 +129,7 @@ def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source:
             enrolled[name] = EnrolledTitle(name, author, source, date,
                                            found.count + (previous.images if previous else 0))
             report.images += found.count
-        _commit(bundle, entries, embeddings, enrolled_authors, list(enrolled.values()))
+        _commit(bundle, entries, embeddings, descriptors, enrolled_authors, list(enrolled.values()))
     return report
 
 
@@ -140,7 +147,8 @@ def remove_title(bundle_dir: str | os.PathLike, title: str) -> Bundle:
         entries = [bundle.titles[i] for i in keep]
         remaining = {t.author for t in entries}
         authors = [a for a in bundle.enrolled_authors if a in remaining]
-        return _commit(bundle, entries, bundle.title_embeddings[keep], authors,
+        descriptors = bundle.title_descriptors[keep] if bundle.title_descriptors is not None else None
+        return _commit(bundle, entries, bundle.title_embeddings[keep], descriptors, authors,
                        [e for e in bundle.enrolled if e.title != title])
 
 
@@ -159,10 +167,13 @@ def _encode(finder: StyleFinder, images: Sequence[EnrollImage], report: EnrollRe
                 named = image.origin and image.origin != str(image.path)  # a manifest line, not the path
                 report.rejected.append(f"{image.origin}: {err}" if named else str(err))
         if batch:
-            embeddings = finder.encode(np.stack(pixels))["embedding"]
-            for image, embedding in zip(batch, embeddings, strict=True):
-                found = titles.setdefault(image.title, _Title(image.author, np.zeros_like(embedding)))
+            outputs = finder.encode(np.stack(pixels))
+            descriptors = outputs.get("descriptor", outputs["embedding"])
+            for image, embedding, descriptor in zip(batch, outputs["embedding"], descriptors, strict=True):
+                found = titles.setdefault(image.title, _Title(image.author, np.zeros_like(embedding),
+                                                              np.zeros_like(descriptor)))
                 found.total = found.total + _unit(embedding)
+                found.descriptor_total = found.descriptor_total + _unit(descriptor)
                 found.count += 1
                 found.genres.update(image.genres)
                 if len(found.thumbnails) < THUMBNAILS_PER_TITLE:
@@ -172,11 +183,12 @@ def _encode(finder: StyleFinder, images: Sequence[EnrollImage], report: EnrollRe
     return titles
 
 
-def _commit(bundle: Bundle, entries: list[TitleEntry], embeddings: np.ndarray, enrolled_authors: list[str],
-            enrolled: list[EnrolledTitle]) -> Bundle:
+def _commit(bundle: Bundle, entries: list[TitleEntry], embeddings: np.ndarray, descriptors: np.ndarray | None,
+            enrolled_authors: list[str], enrolled: list[EnrolledTitle]) -> Bundle:
     digest = hashlib.sha256(np.ascontiguousarray(embeddings, np.float32).tobytes())
     digest.update("\n".join(t.name for t in entries).encode())
     updated = replace(bundle, titles=entries, title_embeddings=embeddings.astype(np.float32),
+                      title_descriptors=None if descriptors is None else descriptors.astype(np.float32),
                       enrolled_authors=enrolled_authors, enrolled=enrolled,
                       title_index=f"{Path(INDEX).stem}-{digest.hexdigest()[:12]}.npz")
     updated.save()  # the index, then bundle.json: the commit point

@@ -168,9 +168,12 @@ class StyleFinder:
         head = output["author"]
         if catalog.title_to_author is None:
             return head
-        embedding = output["embedding"] / max(float(np.linalg.norm(output["embedding"])), 1e-12)
+        # The descriptor space where the bundle has one: it tells unseen titles apart better.
+        space, titles = (("descriptor", bundle.title_descriptors) if bundle.title_descriptors is not None
+                         and "descriptor" in output else ("embedding", bundle.title_embeddings))
+        vector = output[space] / max(float(np.linalg.norm(output[space])), 1e-12)
         temperature = bundle.prototype_temperature or DEFAULT_PROTOTYPE_TEMPERATURE
-        by_title = title_probabilities(embedding[None], bundle.title_embeddings, temperature)[0]
+        by_title = title_probabilities(vector[None], titles, temperature)[0]
         return combine(head, by_title @ catalog.title_to_author, len(bundle.authors))
 
     def _result(self, catalog: _Catalog, name: str, output: dict[str, np.ndarray], k: int,

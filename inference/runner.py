@@ -16,7 +16,7 @@ class ModelRunner(Protocol):
     backend: str
 
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """float32 [n, H, W, 3] in 0-1 -> {"author"?, "genres"?, "embedding"}."""
+        """float32 [n, H, W, 3] in 0-1 -> {"author"?, "genres"?, "embedding", "descriptor"?}."""
 
 
 class LiteRTRunner:
@@ -55,7 +55,8 @@ class KerasRunner:
         from models.saving import load_model
 
         model = load_model(bundle.keras_path, compile=False)
-        outputs = {n: model.output[n] for n in ("author", "genres", "embedding") if n in model.output}
+        outputs = {n: model.output[n] for n in ("author", "genres", "embedding", "descriptor")
+                   if n in model.output}
         import keras
 
         self.model = keras.Model(model.input, outputs)

@@ -21,6 +21,10 @@ class StyleModel(keras.Model):
       linear boundary fits badly;
     - `genres`: independent sigmoids (when num_genres > 0);
     - `embedding`: L2-normalised style vector, used for similarity search;
+    - `descriptor` (with a hidden layer or a bottleneck): the heads' widest shared
+      representation (the hidden layer's activations, else the bottleneck's), with no loss of its own: it
+      generalises to titles the model never saw better than the embedding, which is shaped to
+      separate the training titles, so enrolled titles and authors are matched in it;
     - `title`: cosine logits over training titles (when num_titles > 0), trained with
       `CosineMarginLoss`; it shapes the embedding, and serves only through `author`.
 
@@ -130,6 +134,7 @@ class _Heads:
         layers["embedding_projection"] = keras.layers.Dense(embedding_dim, kernel_regularizer=regulariser(),
                                                             name="embedding_projection")
         layers["embedding"] = L2Normalize(name="embedding")
+        layers["descriptor"] = L2Normalize(name="descriptor")
         if num_titles:
             layers["title"] = CosineClassifier(num_titles, title_scale, name="title")
         if title_authors is not None:
@@ -142,11 +147,13 @@ class _Heads:
         if "feature_norm" in layers:
             features = layers["feature_norm"](features)
         dropped = layers["head_dropout"](features)
+        descriptor = None
         if "head_bottleneck" in layers:
-            dropped = layers["head_bottleneck"](dropped)
+            dropped = descriptor = layers["head_bottleneck"](dropped)
         if "head_hidden" in layers:
-            dropped = layers["hidden_dropout"](layers["head_hidden"](dropped))
-        outputs = {}
+            descriptor = layers["head_hidden"](dropped)
+            dropped = layers["hidden_dropout"](descriptor)
+        outputs = {} if descriptor is None else {"descriptor": layers["descriptor"](descriptor)}
         if "author" in layers:
             outputs["author"] = layers["author"](dropped)
         if "genres" in layers:

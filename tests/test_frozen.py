@@ -60,6 +60,9 @@ def test_litert_and_keras_embeddings_of_the_default_bundle_agree(frozen_run):
     images = np.stack([np.asarray(style_image(a, 500 + a, 32), np.float32) / 255.0 for a in range(3)])
     lite, keras_outputs = LiteRTRunner(bundle)(images), KerasRunner(bundle)(images)
     assert np.min(np.sum(lite["embedding"] * keras_outputs["embedding"], axis=1)) >= 0.999
+    # The hidden layer's descriptor, where enrolled authors are matched, is exported too.
+    assert np.min(np.sum(lite["descriptor"] * keras_outputs["descriptor"], axis=1)) >= 0.999
+    assert bundle.title_descriptors is not None and bundle.title_descriptors.shape == (6, 32)
     np.testing.assert_allclose(lite["author"], keras_outputs["author"], atol=1e-3)
     np.testing.assert_allclose(lite["author"].sum(axis=1), 1.0, atol=1e-4)  # the mixture is a distribution
 
@@ -99,6 +102,7 @@ def test_each_mode_trains_a_step_saves_and_reloads_identically(mode, tmp_path):
                "genres": rng.integers(0, 2, (4, 2)).astype("float32"), "title": np.array([0, 1, 2, 0]),
                "embedding": np.zeros((4, 16), np.float32)}
     targets["author_mixture"] = targets["author"]
+    targets["descriptor"] = np.zeros((4, model.output["descriptor"].shape[-1]), np.float32)
     before = [w.numpy().copy() for w in backbone.weights]
     if mode == "frozen":
         heads = model.head_model()
@@ -115,7 +119,7 @@ def test_each_mode_trains_a_step_saves_and_reloads_identically(mode, tmp_path):
     model.save(tmp_path / "m.keras")
     reloaded = load_model(tmp_path / "m.keras")
     expected, got = model.predict(images, verbose=0), reloaded.predict(images, verbose=0)
-    for key in ("author", "author_mixture", "genres", "embedding", "title"):
+    for key in ("author", "author_mixture", "genres", "embedding", "title", "descriptor"):
         np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
 
 
@@ -158,3 +162,26 @@ def test_the_backbone_identity_follows_weights_and_taps(tmp_path):
     fewer_taps = ModelConfig(backbone_options={"style_taps": ["group2"]})
     assert backbone_identity(fewer_taps, (224, 224), 0) != default
     assert backbone_identity(ModelConfig(), (128, 128), 0) != default
+
+
+def test_enrolling_into_the_default_bundle_matches_new_authors_in_descriptor_space(frozen_run, tmp_path):
+    import shutil
+
+    from inference.enrollment import EnrollImage, enroll
+    from inference.query import StyleFinder
+
+    folder, _, _ = frozen_run
+    bundle_dir = tmp_path / "bundle"
+    shutil.copytree(folder / "runs" / "f" / "bundle", bundle_dir)
+    images = []
+    for i in range(10):
+        path = tmp_path / f"new{i}.png"
+        style_image(4, 800 + i, 32).save(path)
+        images.append(EnrollImage(path, "fresh title", "newcomer"))
+    report = enroll(bundle_dir, images, "test", progress=False)
+    assert report.added == ["fresh title"] and report.new_authors == ["newcomer"]
+    bundle = Bundle.load(bundle_dir)
+    assert bundle.title_descriptors.shape == (7, 32) and bundle.title_embeddings.shape[0] == 7
+    result = StyleFinder(bundle_dir).query([style_image(4, 805, 32)], k=3)[0]
+    assert result.titles[0].title == "fresh title"
+    assert "newcomer" in [a.name for a in result.authors]

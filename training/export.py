@@ -47,7 +47,7 @@ def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int,
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "thumbs").mkdir(parents=True)
     vocabulary = data.vocabulary
-    titles, title_embeddings = _title_index(train, vocabulary.titles, tmp)
+    titles, title_embeddings, title_descriptors = _title_index(train, vocabulary.titles, tmp)
     authors = Counter(r.author for r in data.train_rows)
     thresholds = [0.5] * len(vocabulary.genres)
     if vocabulary.genres and val.rows:
@@ -59,7 +59,8 @@ def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int,
         author_prior=[authors[a] / len(data.train_rows) for a in vocabulary.authors],
         titles=titles, title_embeddings=title_embeddings,
         open_set=_open_set_thresholds(val.outputs, title_embeddings) if val.rows else {},
-        prototype_temperature=_prototype_temperature(val, titles, title_embeddings))
+        prototype_temperature=_prototype_temperature(val, titles, title_embeddings, title_descriptors),
+        title_descriptors=title_descriptors)
     bundle.save()
     serving = serving_model(model)
     serving.save(tmp / "model.keras")  # uncompiled: no optimizer state, no title head
@@ -104,16 +105,19 @@ def write_tflite(serving: keras.Model, path: Path, size: tuple[int, int], check_
 
 
 def _title_index(train: RowOutputs, titles: tuple[str, ...], bundle_dir: Path
-                 ) -> tuple[list[TitleEntry], np.ndarray]:
-    """Each title's unit-length mean embedding over its training images, and its thumbnails."""
+                 ) -> tuple[list[TitleEntry], np.ndarray, np.ndarray | None]:
+    """Each title's unit-length mean embedding (and descriptor) over its training images, and
+    its thumbnails."""
     rows, embeddings = train.rows, train.outputs["embedding"]
-    entries, means = [], []
+    descriptors = train.outputs.get("descriptor")
+    entries, means, descriptor_means = [], [], []
     for t, title in enumerate(titles):
         members = [i for i, r in enumerate(rows) if r.title == title]
         if not members:
             continue
-        mean = embeddings[members].mean(axis=0)
-        means.append(mean / max(np.linalg.norm(mean), 1e-12))
+        means.append(_unit_mean(embeddings[members]))
+        if descriptors is not None:
+            descriptor_means.append(_unit_mean(descriptors[members]))
         genre_counts = Counter(g for i in members for g in rows[i].genres)
         genres = tuple(sorted(g for g, n in genre_counts.items() if n * 2 >= len(members)))
         thumbs = []
@@ -123,17 +127,27 @@ def _title_index(train: RowOutputs, titles: tuple[str, ...], bundle_dir: Path
             write_thumbnail(rows[i].path, bundle_dir / name)
             thumbs.append(name)
         entries.append(TitleEntry(title, rows[members[0]].author, genres, tuple(thumbs), len(members)))
-    return entries, np.stack(means).astype(np.float32)
+    described = np.stack(descriptor_means).astype(np.float32) if descriptor_means else None
+    return entries, np.stack(means).astype(np.float32), described
 
 
-def _prototype_temperature(val: RowOutputs, titles: list[TitleEntry], title_embeddings: np.ndarray) -> float:
+def _unit_mean(rows: np.ndarray) -> np.ndarray:
+    mean = rows.mean(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
+def _prototype_temperature(val: RowOutputs, titles: list[TitleEntry], title_embeddings: np.ndarray,
+                           title_descriptors: np.ndarray | None) -> float:
     """Calibrates the nearest-title classifier that names enrolled authors
-    (inference/author_prototypes.py) on validation images; 0 without validation."""
+    (inference/author_prototypes.py) on validation images, in the descriptor space where there
+    is one; 0 without validation."""
     index = {t.name: i for i, t in enumerate(titles)}
     keep = [i for i, r in enumerate(val.rows) if r.title in index]
     if not keep:
         return 0.0
     labels = np.array([index[val.rows[i].title] for i in keep])
+    if title_descriptors is not None and "descriptor" in val.outputs:
+        return fit_temperature(val.outputs["descriptor"][keep], labels, title_descriptors)
     return fit_temperature(val.outputs["embedding"][keep], labels, title_embeddings)
 
 

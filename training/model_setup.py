@@ -13,7 +13,7 @@ from training.config import ModelConfig
 from training.data import Vocabulary
 
 # Outputs inference reads. A model with an author mixture serves it as "author".
-SERVING_OUTPUTS = ("author", "genres", "embedding")
+SERVING_OUTPUTS = ("author", "genres", "embedding", "descriptor")
 
 
 def build_backbone(config: ModelConfig, size: tuple[int, int]) -> keras.Model:
@@ -73,10 +73,12 @@ def monitored(model: keras.Model, has_val: bool) -> str:
 def stream_targets(model: keras.Model, label: str):
     """A tf.data map from the balanced stream's (inputs, targets, weights) to the model's targets:
     one-hot authors (label smoothing needs them), a copy for the mixture, and a placeholder for
-    the embedding output, which has no loss but for which Keras still expects a target."""
+    the embedding and descriptor outputs, which have no loss but for which Keras still expects
+    targets."""
     names = set(model.output)
     authors = model.output["author"].shape[-1] if "author" in names else 0
     embedding_dim = model.output["embedding"].shape[-1]
+    descriptor_dim = model.output["descriptor"].shape[-1] if "descriptor" in names else 0
 
     def convert(inputs, targets, weights):
         if not isinstance(targets, dict):
@@ -87,6 +89,8 @@ def stream_targets(model: keras.Model, label: str):
             if "author_mixture" in names:
                 targets["author_mixture"] = targets["author"]
         targets["embedding"] = tf.zeros([tf.shape(inputs)[0], embedding_dim])
+        if descriptor_dim:
+            targets["descriptor"] = tf.zeros([tf.shape(inputs)[0], descriptor_dim])
         return inputs, targets, weights
     return convert
 
@@ -103,12 +107,15 @@ def array_targets(model: keras.Model, vocabulary: Vocabulary, rows) -> dict[str,
         targets["author"] = np.eye(len(vocabulary.authors), dtype=np.float32)[targets["author"]]
         if "author_mixture" in names:
             targets["author_mixture"] = targets["author"]
-    targets["embedding"] = np.zeros((len(rows), model.output["embedding"].shape[-1]), np.float32)
+    for name in ("embedding", "descriptor"):
+        if name in names:
+            targets[name] = np.zeros((len(rows), model.output[name].shape[-1]), np.float32)
     return targets
 
 
 def serving_outputs(outputs: dict) -> dict:
-    """What inference reads: the mixture (where there is one) as "author", genres, embedding."""
+    """What inference reads: the mixture (where there is one) as "author", genres, embedding,
+    descriptor."""
     chosen = {name: outputs[name] for name in SERVING_OUTPUTS if name in outputs}
     if "author_mixture" in outputs:
         chosen["author"] = outputs["author_mixture"]
