@@ -157,7 +157,10 @@ def test_approximate_index_answers_like_the_exact_one():
     rows, scores = ApproximateIndex(vectors).search(queries, 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, exact_rows, strict=True)])
     assert recall >= 0.95
-    np.testing.assert_allclose(scores[:, 0], exact_scores[:, 0], atol=1e-4)
+    # Approximate: the multi-threaded graph build differs from run to run, and on these
+    # unclustered vectors it may miss a query's true nearest now and then (2 of 50 once).
+    top1_agrees = np.isclose(scores[:, 0], exact_scores[:, 0], atol=1e-4)
+    assert top1_agrees.mean() >= 0.9 and np.all(scores[:, 0] <= exact_scores[:, 0] + 1e-4)
     assert build_index(vectors[:10]).kind == "exact"
     assert build_index(vectors[:10], "approximate").kind == "approximate"
     with pytest.raises(ValueError, match="unknown index kind"):
