@@ -142,6 +142,7 @@ def main() -> None:
                   "author_top1_enrolled": round(sum(r["author"] == top_author for r in enrolled_test)
                                                 / max(len(enrolled_test), 1), 4)},
         "prototype_temperature": finder.bundle.prototype_temperature,
+        "enrolled_bias": finder.bundle.enrolled_bias,
     }, indent=2))
 
 

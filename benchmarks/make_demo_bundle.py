@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 TARGET = REPO / "inference" / "demo_bundle"
 # A pretrained backbone up to block group 5 is ~1.4M weights, stored twice (model.keras for the
-# Keras fallback and model.tflite): about 17 MB with the thumbnails.
+# Keras fallback and model.tflite): about 17 MB with the thumbnails, and 2 MB of title exemplars.
 LIMIT_BYTES = 20 * 2**20
 
 

@@ -1,31 +1,40 @@
 """Naming authors the softmax head was never trained on: a nearest-title classifier.
 
-Every title in the bundle, trained or enrolled, is a prototype: its unit mean descriptor (the
-model's hidden-layer output, which tells unseen titles apart far better than the embedding;
-the embedding for bundles without one). An image's cosine similarities to the titles become
-probabilities through a softmax whose temperature is fitted on the bundle's validation images
-at export (each image against its own title), and an author's probability is the sum over its
-titles: an author whose titles differ in style is a mixture of them, as in the trained
-model's own author mixture.
+Every title in the bundle, trained or enrolled, is scored by its nearest exemplars
+(inference/title_exemplars.py). The scores become title probabilities through a softmax
+with a temperature T and, for enrolled titles, an additive bias b:
 
-The two are combined so that a bundle with nothing enrolled answers exactly as before:
-- the title classifier decides how much probability goes to enrolled authors: q, the sum of
-  its probabilities for them;
+    p(title | image) = softmax(T * score + b * enrolled)
+
+Both are fitted by maximum likelihood of the right author (the sum of its titles'
+probabilities) on leave-one-out queries, up to 64 images of each title scored against all
+the others, each title weighted equally: at export (T only: nothing is enrolled) and again
+after every enroll or removal. The author's likelihood, not the title's: titles by one author
+often look alike, and telling them apart is not what the classifier is for. The bias is
+needed because the network was trained to pull its own titles' images together, not the
+enrolled ones': an enrolled title's images sit farther from each other, and without the bias
+the classifier undersells them.
+
+The head and the title classifier are combined so that a bundle with nothing enrolled answers
+exactly as before:
+- q, the title classifier's probability for titles of enrolled authors, goes to those
+  authors (each gets its titles' probabilities);
 - the head shares the rest, 1 - q, among the trained authors in its own proportions;
-- each enrolled author gets its title-classifier probability.
-With no enrolled author q = 0 and the head's answer is unchanged; a trained author's
-probability is its head probability scaled by the chance that the image is by a trained
-author at all. Titles, not author means, are the prototypes because an image of a trained
-author lands near that author's titles and leaves q small: measured on the icons, author-mean
-prototypes moved trained authors' top-1 by 0.04, title prototypes by under 0.01
-(docs/benchmarks.md).
+- a trained author's enrolled titles add their title probability to that author, and the
+  whole is renormalised: the head already speaks for that author's style, so this evidence
+  is added to it rather than taken out of the head's share.
+With nothing enrolled, q = 0 and there is nothing to add: the head's answer. The measured
+trade-offs of these choices are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-TEMPERATURES = np.geomspace(1.0, 200.0, 60)
+from inference.title_exemplars import TitleExemplars
+
+TEMPERATURES = np.geomspace(1.0, 200.0, 40)
+BIASES = np.linspace(-2.0, 4.0, 25)
 
 
 def title_author_matrix(title_authors: list[str | None], authors: list[str]) -> np.ndarray:
@@ -38,30 +47,58 @@ def title_author_matrix(title_authors: list[str | None], authors: list[str]) -> 
     return matrix
 
 
-def title_probabilities(embeddings: np.ndarray, title_embeddings: np.ndarray,
-                        temperature: float) -> np.ndarray:
-    """[n, titles]: softmax(temperature * cosine) over the titles."""
-    logits = temperature * (embeddings @ title_embeddings.T)
-    logits -= logits.max(axis=1, keepdims=True)
+def title_probabilities(scores: np.ndarray, temperature: float, bias: float, enrolled: np.ndarray
+                        ) -> np.ndarray:
+    """[n, titles] title scores -> probabilities (module docstring); `enrolled`: [titles] mask."""
+    logits = temperature * scores + bias * enrolled
+    logits = logits - logits.max(axis=-1, keepdims=True)
     weights = np.exp(logits)
-    return weights / weights.sum(axis=1, keepdims=True)
+    return weights / weights.sum(axis=-1, keepdims=True)
 
 
-def fit_temperature(embeddings: np.ndarray, titles: np.ndarray, title_embeddings: np.ndarray) -> float:
-    """The temperature that maximises the likelihood of each held-out image's own title
-    (`titles`: row indices into `title_embeddings`): a one-parameter calibration."""
-    best, best_loss = float(TEMPERATURES[0]), np.inf
+def fit_calibration(scores: np.ndarray, titles: np.ndarray, enrolled: np.ndarray, authors: np.ndarray
+                    ) -> tuple[float, float]:
+    """(temperature, bias) maximising the likelihood of each held-out query's author, the sum
+    of its titles' probabilities (`titles`: each query's title row; `authors`: [titles, authors]
+    one-hot), every title weighted equally; bias 0 with nothing enrolled."""
+    weights = 1.0 / np.bincount(titles, minlength=scores.shape[1])[titles]
+    truth = authors[titles].argmax(axis=1)
+    biases = BIASES if enrolled.any() else np.zeros(1)
+    best, best_loss = (float(TEMPERATURES[0]), 0.0), np.inf
     for temperature in TEMPERATURES:
-        probabilities = title_probabilities(embeddings, title_embeddings, float(temperature))
-        loss = -np.mean(np.log(probabilities[np.arange(len(titles)), titles] + 1e-12))
-        if loss < best_loss:
-            best, best_loss = float(temperature), loss
+        for bias in biases:
+            by_author = title_probabilities(scores, float(temperature), float(bias), enrolled) @ authors
+            likelihood = np.log(by_author[np.arange(len(titles)), truth] + 1e-12)
+            loss = -float((likelihood * weights).sum() / weights.sum())
+            if loss < best_loss:
+                best, best_loss = (float(temperature), float(bias)), loss
     return best
 
 
-def combine(head: np.ndarray, prototype: np.ndarray, trained: int) -> np.ndarray:
-    """Head probabilities over the first `trained` authors and title-classifier probabilities
-    over all of them -> probabilities over all authors (see the module docstring)."""
-    enrolled = prototype[..., trained:]
-    to_enrolled = enrolled.sum(axis=-1, keepdims=True)
-    return np.concatenate([head * (1.0 - to_enrolled), enrolled], axis=-1)
+def combine(head: np.ndarray, by_title: np.ndarray, title_to_author: np.ndarray, enrolled: np.ndarray
+            ) -> np.ndarray:
+    """Head probabilities over the trained authors (the first head.shape[-1] columns of
+    `title_to_author`) and title probabilities -> probabilities over all authors (module
+    docstring). `enrolled`: [titles] mask of enrolled titles."""
+    trained = head.shape[-1]
+    by_author = by_title @ title_to_author
+    to_new = by_author[..., trained:].sum(axis=-1, keepdims=True)
+    added = (by_title * enrolled) @ title_to_author[:, :trained]
+    combined = np.concatenate([head * (1.0 - to_new) + added, by_author[..., trained:]], axis=-1)
+    return combined / combined.sum(axis=-1, keepdims=True)
+
+
+def calibrate(exemplars: TitleExemplars, title_authors: list[str | None], enrolled: np.ndarray
+              ) -> tuple[float, float]:
+    """(temperature, bias) fitted leave-one-out on the exemplars (module docstring); (0, 0)
+    when no title has two exemplars to hold one out from. A title without an author counts as
+    its own."""
+    scores, titles = exemplars.leave_one_out(len(title_authors))
+    if not len(titles):
+        return 0.0, 0.0
+    names = [author if author is not None else ("", row) for row, author in enumerate(title_authors)]
+    groups = list(dict.fromkeys(names))
+    authors = np.zeros((len(names), len(groups)), np.float32)
+    authors[np.arange(len(names)), [groups.index(n) for n in names]] = 1.0
+    return fit_calibration(scores, titles, enrolled, authors)
+

@@ -2,8 +2,9 @@
 
     bundle/
       bundle.json        names, labels, thresholds, image size, priors, titles, enrolled titles
-      title_index.npz    unit-length mean embedding of each title's images (after an enroll,
-                         title_index-<digest>.npz, the file bundle.json names)
+      title_index.npz    unit-length mean embedding of each title's images, and its images'
+                         exemplars (inference/title_exemplars.py); after an enroll,
+                         title_index-<digest>.npz, the file bundle.json names
       thumbs/            3-5 small PNG thumbnails per title
       model.keras        the trained Keras model
       model.tflite       the same network for LiteRT (author, genres, embedding)
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.bundle_schema import check_manifest
+from inference.title_exemplars import TitleExemplars
 
 BUNDLE_FORMAT = 1
 MANIFEST = "bundle.json"
@@ -76,17 +78,30 @@ class Bundle:
     # Authors added by enrolling, after the head's `authors` (named by their prototype only).
     enrolled_authors: list[str] = field(default_factory=list)
     enrolled: list[EnrolledTitle] = field(default_factory=list)
-    # Softmax temperature over cosine similarities to the titles, fitted on validation
-    # (inference/author_prototypes.py); 0: not calibrated (bundles exported before it existed).
+    # The nearest-title classifier's softmax temperature and enrolled titles' bias, fitted
+    # leave-one-out (inference/author_prototypes.py); temperature 0: not calibrated.
     prototype_temperature: float = 0.0
+    enrolled_bias: float = 0.0
     title_index: str = INDEX  # the title index file, written before bundle.json names it
-    # [titles, dim] unit mean descriptors (the model's `descriptor` output), where the enrolled
-    # authors are matched; None for bundles exported before it existed.
-    title_descriptors: np.ndarray | None = None
+    # Each title's images in the space where enrolled authors are named; None for bundles
+    # exported before them (their title means stand in, see `title_exemplars`).
+    exemplars: TitleExemplars | None = None
 
     @property
     def all_authors(self) -> list[str]:
         return self.authors + self.enrolled_authors
+
+    @property
+    def title_exemplars(self) -> TitleExemplars:
+        if self.exemplars is not None:
+            return self.exemplars
+        return TitleExemplars.of_means(self.title_embeddings)
+
+    @property
+    def enrolled_mask(self) -> np.ndarray:
+        """[titles] 1.0 where a title was enrolled (added or updated without retraining)."""
+        names = {e.title for e in self.enrolled}
+        return np.array([t.name in names for t in self.titles], np.float32)
 
     @property
     def tflite_path(self) -> Path:
@@ -101,12 +116,12 @@ class Bundle:
         meta = asdict(self)
         meta.pop("path")
         meta.pop("title_embeddings")
-        meta.pop("title_descriptors")
+        meta.pop("exemplars")
         # The index first, then bundle.json, which names it: a reader sees one or the other whole.
         tmp = self.path / (self.title_index + ".tmp.npz")
         arrays = {"embeddings": self.title_embeddings.astype(np.float32)}
-        if self.title_descriptors is not None:
-            arrays["descriptors"] = self.title_descriptors.astype(np.float32)
+        if self.exemplars is not None:
+            arrays.update(self.exemplars.arrays())
         np.savez(tmp, **arrays)
         os.replace(tmp, self.path / self.title_index)
         _write_atomic(self.path / MANIFEST, json.dumps(meta, indent=2, ensure_ascii=False).encode())
@@ -133,8 +148,7 @@ class Bundle:
         try:
             with np.load(index_path) as index:
                 embeddings = index["embeddings"].astype(np.float32)
-                described = "descriptors" in index.files
-                descriptors = index["descriptors"].astype(np.float32) if described else None
+                exemplars = TitleExemplars.from_arrays(index) if "exemplars" in index.files else None
         except (OSError, KeyError, ValueError) as err:
             raise BundleError(f"{index_path}: unreadable title index ({err})") from None
         meta["titles"] = [TitleEntry(t["name"], t["author"], tuple(t["genres"]), tuple(t["thumbnails"]),
@@ -144,10 +158,9 @@ class Bundle:
         if embeddings.ndim != 2 or embeddings.shape[0] != len(meta["titles"]):
             raise BundleError(f"{path}: title index has {embeddings.shape[0]} rows for "
                               f"{len(meta['titles'])} titles")
-        if descriptors is not None and descriptors.shape[0] != embeddings.shape[0]:
-            raise BundleError(f"{index_path}: {descriptors.shape[0]} title descriptors for "
-                              f"{embeddings.shape[0]} titles")
-        return cls(path=path, title_embeddings=embeddings, title_descriptors=descriptors, **meta)
+        if exemplars is not None and not exemplars.fits(len(meta["titles"])):
+            raise BundleError(f"{index_path}: exemplars that do not match its {len(meta['titles'])} titles")
+        return cls(path=path, title_embeddings=embeddings, exemplars=exemplars, **meta)
 
 
 def write_thumbnail(image_path: str | os.PathLike, target: Path) -> None:

@@ -54,6 +54,7 @@ OPTIONAL_FIELDS = {
     "enrolled_authors": (_list_of(_is_str), "a list of strings"),
     "enrolled": (lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v), "a list of objects"),
     "prototype_temperature": (_is_number, "a number"),
+    "enrolled_bias": (_is_number, "a number"),
     "title_index": (lambda v: _is_str(v) and "/" not in v and v.endswith(".npz"), "a .npz file name"),
 }
 ENROLLED_FIELDS = {

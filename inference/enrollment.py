@@ -1,5 +1,6 @@
 """Adding titles and authors to a bundle without retraining: encode their images with the
-bundle's own LiteRT model and extend its title index and author prototypes.
+bundle's own LiteRT model, extend its title index and exemplars, and calibrate the
+nearest-title classifier that names their authors again (inference/author_prototypes.py).
 
 Safe updates: new thumbnails and a new title index file (`title_index-<digest>.npz`) are
 written first; then bundle.json, which names the index, is replaced atomically: the commit
@@ -27,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from datasets.images import ImageError, load_resized
+from inference.author_prototypes import calibrate
 from inference.bundle import (
     INDEX,
     MANIFEST,
@@ -38,6 +40,7 @@ from inference.bundle import (
     write_thumbnail,
 )
 from inference.query import StyleFinder
+from inference.title_exemplars import TitleExemplars
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ class EnrollReport:
 class _Title:
     author: str | None
     total: np.ndarray
-    descriptor_total: np.ndarray | None = None
+    exemplars: list[np.ndarray] = field(default_factory=list)  # projected into the exemplar space
     count: int = 0
     thumbnails: list[Path] = field(default_factory=list)
     genres: Counter = field(default_factory=Counter)
@@ -93,8 +96,7 @@ def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source:
             return report
         known = {t.name: i for i, t in enumerate(bundle.titles)}
         entries, embeddings = list(bundle.titles), bundle.title_embeddings.copy()
-        # A bundle without descriptors (exported before them) keeps none.
-        descriptors = bundle.title_descriptors.copy() if bundle.title_descriptors is not None else None
+        exemplars = bundle.title_exemplars
         enrolled = {e.title: e for e in bundle.enrolled}
         enrolled_authors = list(bundle.enrolled_authors)
         date = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -111,16 +113,14 @@ def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source:
                 report.new_authors.append(author)
             thumbs = _write_thumbnails(bundle_dir, name, found.thumbnails)
             genres = tuple(sorted(g for g, n in found.genres.items() if n * 2 >= found.count))
+            exemplars = exemplars.extended(np.stack(found.exemplars),
+                                           np.full(found.count, len(entries) if old is None else row))
             if old is None:
                 embeddings = np.vstack([embeddings, _unit(found.total)[None]])
-                if descriptors is not None:
-                    descriptors = np.vstack([descriptors, _unit(found.descriptor_total)[None]])
                 entries.append(TitleEntry(name, author, genres, tuple(thumbs), found.count))
                 report.added.append(name)
             else:  # the stored mean, weighted by its images, with the new images
                 embeddings[row] = _unit(embeddings[row] * old.images + found.total)
-                if descriptors is not None:
-                    descriptors[row] = _unit(descriptors[row] * old.images + found.descriptor_total)
                 entries[row] = TitleEntry(name, author, tuple(sorted(set(old.genres) | set(genres))),
                                           old.thumbnails if len(old.thumbnails) >= 3 else tuple(thumbs),
                                           old.images + found.count)
@@ -129,7 +129,7 @@ def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source:
             enrolled[name] = EnrolledTitle(name, author, source, date,
                                            found.count + (previous.images if previous else 0))
             report.images += found.count
-        _commit(bundle, entries, embeddings, descriptors, enrolled_authors, list(enrolled.values()))
+        _commit(bundle, entries, embeddings, exemplars, enrolled_authors, list(enrolled.values()))
     return report
 
 
@@ -147,9 +147,8 @@ def remove_title(bundle_dir: str | os.PathLike, title: str) -> Bundle:
         entries = [bundle.titles[i] for i in keep]
         remaining = {t.author for t in entries}
         authors = [a for a in bundle.enrolled_authors if a in remaining]
-        descriptors = bundle.title_descriptors[keep] if bundle.title_descriptors is not None else None
-        return _commit(bundle, entries, bundle.title_embeddings[keep], descriptors, authors,
-                       [e for e in bundle.enrolled if e.title != title])
+        return _commit(bundle, entries, bundle.title_embeddings[keep], bundle.title_exemplars.kept(keep),
+                       authors, [e for e in bundle.enrolled if e.title != title])
 
 
 def _encode(finder: StyleFinder, images: Sequence[EnrollImage], report: EnrollReport, progress: bool
@@ -168,12 +167,11 @@ def _encode(finder: StyleFinder, images: Sequence[EnrollImage], report: EnrollRe
                 report.rejected.append(f"{image.origin}: {err}" if named else str(err))
         if batch:
             outputs = finder.encode(np.stack(pixels))
-            descriptors = outputs.get("descriptor", outputs["embedding"])
-            for image, embedding, descriptor in zip(batch, outputs["embedding"], descriptors, strict=True):
-                found = titles.setdefault(image.title, _Title(image.author, np.zeros_like(embedding),
-                                                              np.zeros_like(descriptor)))
+            vectors = finder.exemplar_vectors(finder.bundle, outputs)
+            for image, embedding, vector in zip(batch, outputs["embedding"], vectors, strict=True):
+                found = titles.setdefault(image.title, _Title(image.author, np.zeros_like(embedding)))
                 found.total = found.total + _unit(embedding)
-                found.descriptor_total = found.descriptor_total + _unit(descriptor)
+                found.exemplars.append(vector)
                 found.count += 1
                 found.genres.update(image.genres)
                 if len(found.thumbnails) < THUMBNAILS_PER_TITLE:
@@ -183,14 +181,18 @@ def _encode(finder: StyleFinder, images: Sequence[EnrollImage], report: EnrollRe
     return titles
 
 
-def _commit(bundle: Bundle, entries: list[TitleEntry], embeddings: np.ndarray, descriptors: np.ndarray | None,
+def _commit(bundle: Bundle, entries: list[TitleEntry], embeddings: np.ndarray, exemplars: TitleExemplars,
             enrolled_authors: list[str], enrolled: list[EnrolledTitle]) -> Bundle:
     digest = hashlib.sha256(np.ascontiguousarray(embeddings, np.float32).tobytes())
+    digest.update(np.ascontiguousarray(exemplars.vectors, np.float32).tobytes())
     digest.update("\n".join(t.name for t in entries).encode())
     updated = replace(bundle, titles=entries, title_embeddings=embeddings.astype(np.float32),
-                      title_descriptors=None if descriptors is None else descriptors.astype(np.float32),
-                      enrolled_authors=enrolled_authors, enrolled=enrolled,
+                      exemplars=exemplars, enrolled_authors=enrolled_authors, enrolled=enrolled,
                       title_index=f"{Path(INDEX).stem}-{digest.hexdigest()[:12]}.npz")
+    # The enrolled titles change what the classifier must tell apart: calibrate it again.
+    temperature, bias = calibrate(exemplars, [t.author for t in entries], updated.enrolled_mask)
+    if temperature:
+        updated = replace(updated, prototype_temperature=temperature, enrolled_bias=bias)
     updated.save()  # the index, then bundle.json: the commit point
     _remove_unreferenced(updated)
     _write_model_card(updated)

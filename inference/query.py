@@ -78,6 +78,7 @@ class _Catalog:
     index: object  # ExactIndex or ApproximateIndex
     title_authors: np.ndarray  # each title's index into bundle.all_authors, -1 for none
     title_to_author: np.ndarray | None  # [titles, all authors], None when nothing is enrolled
+    enrolled: np.ndarray  # [titles] 1.0 for enrolled titles
     stamp: tuple
 
 
@@ -112,11 +113,10 @@ class StyleFinder:
     def _open_catalog(self, bundle: Bundle, stamp: tuple) -> _Catalog:
         names = bundle.all_authors
         title_authors = np.array([names.index(t.author) if t.author in names else -1 for t in bundle.titles])
-        matrix = title_author_matrix([t.author for t in bundle.titles], names) if bundle.enrolled_authors \
-            else None
+        matrix = title_author_matrix([t.author for t in bundle.titles], names) if bundle.enrolled else None
         graph = bundle.path / HNSW_GRAPH
         return _Catalog(bundle, build_index(bundle.title_embeddings, self.index_kind, graph), title_authors,
-                        matrix, stamp)
+                        matrix, bundle.enrolled_mask, stamp)
 
     def refresh(self) -> bool:
         """Reload the titles if bundle.json changed since they were read; True if it did."""
@@ -159,6 +159,14 @@ class StyleFinder:
         with self._lock:
             return self.runner(pixels.astype(np.float32) / 255.0)
 
+    @staticmethod
+    def exemplar_vectors(bundle: Bundle, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """A batch of model outputs in the space of the bundle's title exemplars."""
+        exemplars = bundle.title_exemplars
+        if exemplars.output not in outputs:
+            raise BundleError(f"{bundle.path}: the model has no {exemplars.output!r} output (exemplars)")
+        return exemplars.project(outputs[exemplars.output])
+
     def author_probabilities(self, catalog: _Catalog, output: dict[str, np.ndarray]) -> np.ndarray | None:
         """Over bundle.all_authors: the head's, combined with the nearest-title classifier's for
         enrolled authors (inference/author_prototypes.py)."""
@@ -168,13 +176,11 @@ class StyleFinder:
         head = output["author"]
         if catalog.title_to_author is None:
             return head
-        # The descriptor space where the bundle has one: it tells unseen titles apart better.
-        space, titles = (("descriptor", bundle.title_descriptors) if bundle.title_descriptors is not None
-                         and "descriptor" in output else ("embedding", bundle.title_embeddings))
-        vector = output[space] / max(float(np.linalg.norm(output[space])), 1e-12)
+        vector = self.exemplar_vectors(bundle, {key: value[None] for key, value in output.items()})
+        scores = bundle.title_exemplars.scores(vector, len(bundle.titles))
         temperature = bundle.prototype_temperature or DEFAULT_PROTOTYPE_TEMPERATURE
-        by_title = title_probabilities(vector[None], titles, temperature)[0]
-        return combine(head, by_title @ catalog.title_to_author, len(bundle.authors))
+        by_title = title_probabilities(scores, temperature, bundle.enrolled_bias, catalog.enrolled)
+        return combine(head[None], by_title, catalog.title_to_author, catalog.enrolled)[0]
 
     def _result(self, catalog: _Catalog, name: str, output: dict[str, np.ndarray], k: int,
                 mode: str) -> SimilarityResult:

@@ -62,7 +62,10 @@ def test_litert_and_keras_embeddings_of_the_default_bundle_agree(frozen_run):
     assert np.min(np.sum(lite["embedding"] * keras_outputs["embedding"], axis=1)) >= 0.999
     # The hidden layer's descriptor, where enrolled authors are matched, is exported too.
     assert np.min(np.sum(lite["descriptor"] * keras_outputs["descriptor"], axis=1)) >= 0.999
-    assert bundle.title_descriptors is not None and bundle.title_descriptors.shape == (6, 32)
+    exemplars = bundle.exemplars  # every training image, in the descriptor space
+    assert exemplars is not None and exemplars.output == "descriptor" and exemplars.basis.shape[0] == 32
+    assert len(exemplars.vectors) == sum(t.images for t in bundle.titles)
+    assert bundle.prototype_temperature > 0 and bundle.enrolled_bias == 0
     np.testing.assert_allclose(lite["author"], keras_outputs["author"], atol=1e-3)
     np.testing.assert_allclose(lite["author"].sum(axis=1), 1.0, atol=1e-4)  # the mixture is a distribution
 
@@ -181,7 +184,7 @@ def test_enrolling_into_the_default_bundle_matches_new_authors_in_descriptor_spa
     report = enroll(bundle_dir, images, "test", progress=False)
     assert report.added == ["fresh title"] and report.new_authors == ["newcomer"]
     bundle = Bundle.load(bundle_dir)
-    assert bundle.title_descriptors.shape == (7, 32) and bundle.title_embeddings.shape[0] == 7
+    assert bundle.title_embeddings.shape[0] == 7 and int((bundle.exemplars.titles == 6).sum()) == 10
     result = StyleFinder(bundle_dir).query([style_image(4, 805, 32)], k=3)[0]
     assert result.titles[0].title == "fresh title"
     assert "newcomer" in [a.name for a in result.authors]

@@ -14,9 +14,10 @@ import numpy as np
 
 from datasets.catalog import ImageRow
 from datasets.tf_runtime import quiet_stderr
-from inference.author_prototypes import fit_temperature
+from inference.author_prototypes import calibrate
 from inference.bundle import TFLITE_MODEL, THUMBNAILS_PER_TITLE, Bundle, TitleEntry, write_thumbnail
 from inference.litert_model import LiteRTModel
+from inference.title_exemplars import TitleExemplars
 from training.config import RunConfig
 from training.data import TrainingData
 from training.evaluate import evaluate_outputs, load_rows, report_lines
@@ -47,7 +48,10 @@ def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int,
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "thumbs").mkdir(parents=True)
     vocabulary = data.vocabulary
-    titles, title_embeddings, title_descriptors = _title_index(train, vocabulary.titles, tmp)
+    titles, title_embeddings = _title_index(train, vocabulary.titles, tmp)
+    exemplars = _exemplars(train, titles)
+    nothing_enrolled = np.zeros(len(titles), np.float32)
+    temperature, _ = calibrate(exemplars, [t.author for t in titles], nothing_enrolled)
     authors = Counter(r.author for r in data.train_rows)
     thresholds = [0.5] * len(vocabulary.genres)
     if vocabulary.genres and val.rows:
@@ -59,8 +63,7 @@ def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int,
         author_prior=[authors[a] / len(data.train_rows) for a in vocabulary.authors],
         titles=titles, title_embeddings=title_embeddings,
         open_set=_open_set_thresholds(val.outputs, title_embeddings) if val.rows else {},
-        prototype_temperature=_prototype_temperature(val, titles, title_embeddings, title_descriptors),
-        title_descriptors=title_descriptors)
+        prototype_temperature=temperature, exemplars=exemplars)
     bundle.save()
     serving = serving_model(model)
     serving.save(tmp / "model.keras")  # uncompiled: no optimizer state, no title head
@@ -105,19 +108,15 @@ def write_tflite(serving: keras.Model, path: Path, size: tuple[int, int], check_
 
 
 def _title_index(train: RowOutputs, titles: tuple[str, ...], bundle_dir: Path
-                 ) -> tuple[list[TitleEntry], np.ndarray, np.ndarray | None]:
-    """Each title's unit-length mean embedding (and descriptor) over its training images, and
-    its thumbnails."""
+                 ) -> tuple[list[TitleEntry], np.ndarray]:
+    """Each title's unit-length mean embedding over its training images, and its thumbnails."""
     rows, embeddings = train.rows, train.outputs["embedding"]
-    descriptors = train.outputs.get("descriptor")
-    entries, means, descriptor_means = [], [], []
+    entries, means = [], []
     for t, title in enumerate(titles):
         members = [i for i, r in enumerate(rows) if r.title == title]
         if not members:
             continue
         means.append(_unit_mean(embeddings[members]))
-        if descriptors is not None:
-            descriptor_means.append(_unit_mean(descriptors[members]))
         genre_counts = Counter(g for i in members for g in rows[i].genres)
         genres = tuple(sorted(g for g, n in genre_counts.items() if n * 2 >= len(members)))
         thumbs = []
@@ -127,28 +126,22 @@ def _title_index(train: RowOutputs, titles: tuple[str, ...], bundle_dir: Path
             write_thumbnail(rows[i].path, bundle_dir / name)
             thumbs.append(name)
         entries.append(TitleEntry(title, rows[members[0]].author, genres, tuple(thumbs), len(members)))
-    described = np.stack(descriptor_means).astype(np.float32) if descriptor_means else None
-    return entries, np.stack(means).astype(np.float32), described
+    return entries, np.stack(means).astype(np.float32)
+
+
+def _exemplars(train: RowOutputs, titles: list[TitleEntry]) -> TitleExemplars:
+    """Every training image as an exemplar of its title, in the hidden-layer descriptor where
+    the model has one (it tells unseen titles apart better than the embedding)."""
+    output = "descriptor" if "descriptor" in train.outputs else "embedding"
+    row = {t.name: i for i, t in enumerate(titles)}
+    keep = [i for i, r in enumerate(train.rows) if r.title in row]
+    return TitleExemplars.fit(output, train.outputs[output][keep],
+                              np.array([row[train.rows[i].title] for i in keep], np.int32))
 
 
 def _unit_mean(rows: np.ndarray) -> np.ndarray:
     mean = rows.mean(axis=0)
     return mean / max(float(np.linalg.norm(mean)), 1e-12)
-
-
-def _prototype_temperature(val: RowOutputs, titles: list[TitleEntry], title_embeddings: np.ndarray,
-                           title_descriptors: np.ndarray | None) -> float:
-    """Calibrates the nearest-title classifier that names enrolled authors
-    (inference/author_prototypes.py) on validation images, in the descriptor space where there
-    is one; 0 without validation."""
-    index = {t.name: i for i, t in enumerate(titles)}
-    keep = [i for i, r in enumerate(val.rows) if r.title in index]
-    if not keep:
-        return 0.0
-    labels = np.array([index[val.rows[i].title] for i in keep])
-    if title_descriptors is not None and "descriptor" in val.outputs:
-        return fit_temperature(val.outputs["descriptor"][keep], labels, title_descriptors)
-    return fit_temperature(val.outputs["embedding"][keep], labels, title_embeddings)
 
 
 def _open_set_thresholds(outputs: dict[str, np.ndarray], title_embeddings: np.ndarray) -> dict[str, float]:

@@ -1,0 +1,112 @@
+"""The nearest-title classifier that names enrolled authors: exemplar scores, the
+leave-one-out calibration and the combination with the head, on vectors whose answer is known."""
+
+import numpy as np
+import pytest
+
+from inference.author_prototypes import calibrate, combine, title_author_matrix, title_probabilities
+from inference.bundle import Bundle, BundleError, TitleEntry
+from inference.title_exemplars import NEIGHBOURS, TitleExemplars
+
+
+def _clusters(spreads: list[float], per_title: int = 40, dim: int = 64, seed: int = 0):
+    """Exemplars around one random direction per title, `spreads[t]` the noise of title t."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(spreads), dim))
+    noise = [s * rng.normal(size=(per_title, dim)) for s in spreads]
+    vectors = np.concatenate([c + n for c, n in zip(centres, noise, strict=True)])
+    titles = np.repeat(np.arange(len(spreads)), per_title)
+    return centres, vectors, titles
+
+
+def test_exemplars_project_onto_leading_directions_and_score_by_nearest_neighbours():
+    _, vectors, titles = _clusters([0.3, 0.3, 0.3], dim=200)
+    exemplars = TitleExemplars.fit("descriptor", vectors, titles, dim=16)
+    assert exemplars.basis.shape == (200, 16) and exemplars.vectors.shape == (120, 16)
+    np.testing.assert_allclose(np.linalg.norm(exemplars.vectors, axis=1), 1.0, atol=1e-5)
+    scores = exemplars.scores(exemplars.project(vectors[:5]), 3)
+    assert (scores.argmax(axis=1) == 0).all()
+    # A title's score is the mean of its NEIGHBOURS best cosines; with fewer exemplars, of all.
+    angles = np.radians([0, 90, 10, 20, 30, 40])
+    vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    titles = np.array([0, 1, 1, 1, 1, 1])  # title 0 has one exemplar, title 2 none
+    few = TitleExemplars("embedding", np.zeros(2, np.float32), None, vectors, titles)
+    query = np.array([[1.0, 0.0]], np.float32)
+    assert NEIGHBOURS == 3
+    best = np.cos(np.radians([10, 20, 30])).mean()
+    np.testing.assert_allclose(few.scores(query, 3), [[1.0, best, -1.0]], atol=1e-6)
+
+
+def test_leave_one_out_never_scores_an_exemplar_against_itself():
+    exemplars = TitleExemplars("embedding", np.zeros(2, np.float32), None,
+                               np.array([[1, 0], [1, 0], [0, 1]], np.float32), np.array([0, 0, 1]))
+    scores, titles = exemplars.leave_one_out(2)
+    assert sorted(titles.tolist()) == [0, 0]  # title 1 has one exemplar: nothing to hold out
+    np.testing.assert_allclose(scores, [[1.0, 0.0], [1.0, 0.0]], atol=1e-6)  # its twin, not itself
+
+
+def test_removing_a_title_renumbers_the_exemplars_of_the_others():
+    exemplars = TitleExemplars("embedding", np.zeros(2, np.float32), None,
+                               np.eye(2, dtype=np.float32)[[0, 1, 1, 0]], np.array([0, 1, 2, 2]))
+    kept = exemplars.kept([0, 2])
+    assert kept.titles.tolist() == [0, 1, 1] and kept.fits(2) and not kept.fits(1)
+
+
+def test_with_nothing_enrolled_the_head_answers_alone():
+    head = np.array([[0.7, 0.2, 0.1]])
+    by_title = title_probabilities(np.array([[0.9, 0.1, 0.3, 0.2]]), 20.0, 0.0, np.zeros(4))
+    matrix = title_author_matrix(["a", "a", "b", "c"], ["a", "b", "c"])
+    np.testing.assert_allclose(combine(head, by_title, matrix, np.zeros(4)), head, atol=1e-6)
+
+
+def test_calibration_names_a_new_authors_images_and_leaves_trained_ones_alone():
+    # Trained titles are tight (the network pulled them together), enrolled ones looser, and
+    # they overlap: without the bias, enrolled images would go to trained titles.
+    centres, vectors, titles = _clusters([1.5, 1.5, 1.5, 1.5, 3.0, 3.0], seed=1)
+    authors = ["a", "a", "b", "c", "new", "c"]  # title 4 by a new author, title 5 by a known one
+    enrolled = np.array([0, 0, 0, 0, 1, 1], np.float32)
+    exemplars = TitleExemplars.fit("descriptor", vectors, titles, dim=32)
+    temperature, bias = calibrate(exemplars, authors, enrolled)
+    assert temperature > 5 and bias > 0  # sharp, and the looser enrolled titles are helped
+
+    matrix = title_author_matrix(authors, ["a", "b", "c", "new"])
+    rng = np.random.default_rng(2)
+    queries = np.concatenate([centres[t] + s * rng.normal(size=(200, 64)) for t, s in ((4, 3.0), (0, 1.5))])
+    scores = exemplars.scores(exemplars.project(queries), 6)
+    head = np.tile([[0.6, 0.3, 0.1]], (400, 1))  # a head that has never seen the new author
+
+    def named(bias: float) -> np.ndarray:
+        combined = combine(head, title_probabilities(scores, temperature, bias, enrolled), matrix, enrolled)
+        np.testing.assert_allclose(combined.sum(axis=1), 1.0, atol=1e-5)
+        return combined.argmax(axis=1)
+
+    fitted, unbiased = named(bias), named(0.0)
+    assert (fitted[:200] == 3).mean() >= 0.7  # the new author's images (clusters overlap)
+    assert (fitted[:200] == 3).mean() > (unbiased[:200] == 3).mean()
+    assert (fitted[200:] == 0).mean() >= 0.95  # a trained author's: still its own
+
+
+def test_calibration_without_enrolled_titles_fits_no_bias():
+    _, vectors, titles = _clusters([0.4, 0.4, 0.4])
+    exemplars = TitleExemplars.fit("descriptor", vectors, titles, dim=8)
+    temperature, bias = calibrate(exemplars, ["a", "b", None], np.zeros(3, np.float32))
+    assert temperature > 0 and bias == 0
+
+
+def test_a_bundle_keeps_its_exemplars_and_refuses_ones_that_do_not_match(tmp_path):
+    _, vectors, titles = _clusters([0.4, 0.4], per_title=5, dim=8)
+    exemplars = TitleExemplars.fit("descriptor", vectors, titles, dim=4)
+    entries = [TitleEntry(f"t{i}", "a", (), (), 5) for i in range(2)]
+    bundle = Bundle(path=tmp_path, name="b", version="1", image_size=(8, 8), label_kind="author",
+                    authors=["a"], genres=[], genre_thresholds=[], author_prior=[1.0], titles=entries,
+                    title_embeddings=np.eye(2, 4, dtype=np.float32), exemplars=exemplars)
+    bundle.save()
+    loaded = Bundle.load(tmp_path)
+    assert loaded.exemplars.output == "descriptor" and loaded.exemplars.titles.tolist() == titles.tolist()
+    np.testing.assert_allclose(loaded.exemplars.vectors, exemplars.vectors, atol=1e-3)  # float16 on disk
+    bundle.exemplars = TitleExemplars(exemplars.output, exemplars.mean, exemplars.basis, exemplars.vectors,
+                                      titles + 1)  # names a third title the bundle does not have
+    bundle.save()
+    with pytest.raises(BundleError, match="exemplars"):
+        Bundle.load(tmp_path)
+
