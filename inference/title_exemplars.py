@@ -9,8 +9,8 @@ from every image of it. On the icon benchmark the nearest exemplars named new au
 
 The exemplars live in the model's hidden-layer `descriptor` output (the embedding for models
 without one), projected onto its `EXEMPLAR_DIM` leading principal directions fitted on the
-training images at export: an eighth of the storage at the same accuracy on the benchmark, and
-stored in float16.
+training images at export, and stored in float16: a sixteenth of the storage of the full
+descriptor in float32, for 2 of the benchmark's 74 new-author images (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import numpy as np
 NEIGHBOURS = 3
 EXEMPLAR_DIM = 128
 CALIBRATION_QUERIES = 64  # per title: leave-one-out queries for fitting the temperature
+CALIBRATION_BUDGET = 4096  # queries in all: a catalog of thousands of titles gets fewer per title
+QUERY_CHUNK = 512  # queries scored at once (a [chunk, exemplars] similarity matrix)
 
 
 @dataclass(frozen=True)
@@ -115,10 +117,13 @@ class TitleExemplars:
         their titles: held-out figures for calibration, from the bundle's own images. Titles
         with a single exemplar have nothing to hold out and only compete."""
         rng = np.random.default_rng(seed)
-        members = [np.flatnonzero(self.titles == t) for t in range(n_titles)]
-        chosen = np.concatenate([rng.permutation(m)[:per_title] for m in members if len(m) >= 2]
+        members = [m for m in (np.flatnonzero(self.titles == t) for t in range(n_titles)) if len(m) >= 2]
+        per_title = max(1, min(per_title, CALIBRATION_BUDGET // max(len(members), 1)))
+        chosen = np.concatenate([rng.permutation(m)[:per_title] for m in members]
                                 + [np.zeros(0, np.int64)]).astype(np.int64)
-        return self.scores(self.vectors[chosen], n_titles, exclude=chosen), self.titles[chosen]
+        scores = [self.scores(self.vectors[part], n_titles, exclude=part)
+                  for part in np.array_split(chosen, max(1, -(-len(chosen) // QUERY_CHUNK)))]
+        return np.concatenate(scores), self.titles[chosen]
 
 
 def _unit_rows(rows: np.ndarray) -> np.ndarray:
