@@ -188,3 +188,5 @@ def test_enrolling_into_the_default_bundle_matches_new_authors_in_descriptor_spa
     result = StyleFinder(bundle_dir).query([style_image(4, 805, 32)], k=3)[0]
     assert result.titles[0].title == "fresh title"
     assert "newcomer" in [a.name for a in result.authors]
+    # Open-set "unknown author" reads the combined probability, enrolled authors included.
+    assert result.open_set["author_probability"] == pytest.approx(result.authors[0].probability)
