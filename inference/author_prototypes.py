@@ -63,7 +63,7 @@ def fit_calibration(scores: np.ndarray, titles: np.ndarray, enrolled: np.ndarray
     one-hot), every title weighted equally; bias 0 with nothing enrolled."""
     weights = 1.0 / np.bincount(titles, minlength=scores.shape[1])[titles]
     truth = authors[titles].argmax(axis=1)
-    biases = BIASES if enrolled.any() else np.zeros(1)
+    biases = BIASES if enrolled[titles].any() else np.zeros(1)
     best, best_loss = (float(TEMPERATURES[0]), 0.0), np.inf
     for temperature in TEMPERATURES:
         for bias in biases:
@@ -90,11 +90,14 @@ def combine(head: np.ndarray, by_title: np.ndarray, title_to_author: np.ndarray,
 
 def calibrate(exemplars: TitleExemplars, title_authors: list[str | None], enrolled: np.ndarray
               ) -> tuple[float, float]:
-    """(temperature, bias) fitted leave-one-out on the exemplars (module docstring); (0, 0)
-    when no title has two exemplars to hold one out from. A title without an author counts as
-    its own."""
+    """(temperature, bias) fitted leave-one-out on the exemplars (module docstring); (0, 0),
+    not calibrated, when no trained title has two exemplars to hold one out from. A title
+    without an author counts as its own."""
     scores, titles = exemplars.leave_one_out(len(title_authors))
-    if not len(titles):
+    if not len(titles) or enrolled[titles].all():
+        # Nothing to hold out, or only enrolled titles to hold out from (a bundle exported
+        # before exemplars: a trained title's mean is its one exemplar): the bias would have
+        # nothing to trade against.
         return 0.0, 0.0
     names = [author if author is not None else ("", row) for row, author in enumerate(title_authors)]
     groups = list(dict.fromkeys(names))

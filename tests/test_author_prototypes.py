@@ -110,3 +110,14 @@ def test_a_bundle_keeps_its_exemplars_and_refuses_ones_that_do_not_match(tmp_pat
     with pytest.raises(BundleError, match="exemplars"):
         Bundle.load(tmp_path)
 
+
+
+def test_a_bundle_without_exemplars_keeps_its_calibration_when_enrolling():
+    # Exported before exemplars: each trained title's mean is its one exemplar, nothing to hold out.
+    _, vectors, titles = _clusters([0.4, 0.4, 0.4], per_title=10, dim=16)
+    means = np.stack([vectors[titles == t].mean(axis=0) for t in range(2)])
+    exemplars = TitleExemplars.of_means(means).extended(
+        TitleExemplars.of_means(means).project(vectors[titles == 2]), np.full(10, 2))
+    # Only the enrolled title has queries: nothing to trade the bias against, the bundle's own
+    # temperature stays (enrollment keeps it when calibrate says 0).
+    assert calibrate(exemplars, ["a", "b", "new"], np.array([0, 0, 1], np.float32)) == (0.0, 0.0)
