@@ -105,6 +105,25 @@ def test_bad_enroll_input_is_one_line(tiny_bundle, tmp_path):
     assert Bundle.load(bundle_dir).titles == Bundle.load(tiny_bundle).titles
 
 
+def test_enroll_reads_a_catalog_split(tiny_bundle, tmp_path):
+    bundle_dir = _bundle_copy(tiny_bundle, tmp_path)
+    source = _tree(tmp_path / "src", {("painter", f"canvas{t}"): (3 + t, 12) for t in range(4)})
+    catalog = str(tmp_path / "c.sqlite")
+    run_cli("datasets", "import", str(source), "--catalog", catalog, "--quiet", check_exit=0)
+    empty = run_cli("inference.enroll", "--bundle", str(bundle_dir), "--catalog", catalog, "--split", "test",
+                    check_exit=2)  # nothing split yet
+    assert empty.stderr.count("\n") == 1 and "split 'test' is empty" in empty.stderr
+    run_cli("datasets", "split", "--catalog", catalog, "--by", "title", "--min-images", "5", "--fractions",
+            "0.5,0.25,0.25", check_exit=0)
+    result = run_cli("inference.enroll", "--bundle", str(bundle_dir), "--catalog", catalog, "--split", "test",
+                     "--quiet", check_exit=0)
+    after = Bundle.load(bundle_dir)
+    enrolled = after.enrolled[0]
+    assert result.stdout.startswith(f"enrolled {enrolled.images} images: 1 new titles")
+    assert enrolled.author == "painter" and enrolled.source == f"{catalog} split test"
+    assert after.enrolled_authors == ["painter"]
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.3, 0.8])
 def test_a_kill_during_enroll_leaves_a_bundle_that_opens_and_answers(tiny_bundle, tmp_path, delay):
     bundle_dir = _bundle_copy(tiny_bundle, tmp_path)
