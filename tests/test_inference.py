@@ -304,6 +304,13 @@ def _broken_bundles(tiny_bundle, folder: Path) -> dict[str, tuple[Path, str]]:
     cases["title_type"] = (target, f"{target / 'bundle.json'}: key titles[0].images must be a count")
     target = edit_meta("size", lambda m: m.update(image_size=[m["image_size"][0] + 8, m["image_size"][1]]))
     cases["size"] = (target, f"{target / 'bundle.json'}: image_size")
+    target = copy("exemplars")  # the title index names a title the bundle does not have
+    with np.load(target / "title_index.npz") as index:
+        arrays = {key: index[key] for key in index.files}
+    titles = len(json.loads((target / "bundle.json").read_text())["titles"])
+    arrays["exemplar_titles"] = arrays["exemplar_titles"] + titles
+    np.savez(target / "title_index.npz", **arrays)
+    cases["exemplars"] = (target, f"{target / 'title_index.npz'}: exemplars that do not match")
     target = edit_meta("list", lambda m: m.clear())
     (target / "bundle.json").write_text("[1, 2]")
     cases["list"] = (target, f"{target / 'bundle.json'}: not a JSON object")
