@@ -37,7 +37,7 @@ TEMPERATURES = np.geomspace(1.0, 200.0, 40)
 BIASES = np.linspace(-2.0, 4.0, 25)
 
 
-def title_author_matrix(title_authors: list[str | None], authors: list[str]) -> np.ndarray:
+def title_author_matrix(title_authors: list, authors: list) -> np.ndarray:
     """[titles, authors] with a 1 where a title belongs to an author."""
     matrix = np.zeros((len(title_authors), len(authors)), np.float32)
     index = {a: i for i, a in enumerate(authors)}
@@ -100,8 +100,5 @@ def calibrate(exemplars: TitleExemplars, title_authors: list[str | None], enroll
         # nothing to trade against.
         return 0.0, 0.0
     names = [author if author is not None else ("", row) for row, author in enumerate(title_authors)]
-    groups = list(dict.fromkeys(names))
-    authors = np.zeros((len(names), len(groups)), np.float32)
-    authors[np.arange(len(names)), [groups.index(n) for n in names]] = 1.0
-    return fit_calibration(scores, titles, enrolled, authors)
+    return fit_calibration(scores, titles, enrolled, title_author_matrix(names, list(dict.fromkeys(names))))
 

@@ -40,6 +40,7 @@ from inference.bundle import (
     write_thumbnail,
 )
 from inference.query import StyleFinder
+from inference.search import unit_rows
 from inference.title_exemplars import TitleExemplars
 
 log = logging.getLogger(__name__)
@@ -116,11 +117,11 @@ def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source:
             exemplars = exemplars.extended(np.stack(found.exemplars),
                                            np.full(found.count, len(entries) if old is None else row))
             if old is None:
-                embeddings = np.vstack([embeddings, _unit(found.total)[None]])
+                embeddings = np.vstack([embeddings, unit_rows(found.total)[None]])
                 entries.append(TitleEntry(name, author, genres, tuple(thumbs), found.count))
                 report.added.append(name)
             else:  # the stored mean, weighted by its images, with the new images
-                embeddings[row] = _unit(embeddings[row] * old.images + found.total)
+                embeddings[row] = unit_rows(embeddings[row] * old.images + found.total)
                 entries[row] = TitleEntry(name, author, tuple(sorted(set(old.genres) | set(genres))),
                                           old.thumbnails if len(old.thumbnails) >= 3 else tuple(thumbs),
                                           old.images + found.count)
@@ -170,7 +171,7 @@ def _encode(finder: StyleFinder, images: Sequence[EnrollImage], report: EnrollRe
             vectors = finder.exemplar_vectors(finder.bundle, outputs)
             for image, embedding, vector in zip(batch, outputs["embedding"], vectors, strict=True):
                 found = titles.setdefault(image.title, _Title(image.author, np.zeros_like(embedding)))
-                found.total = found.total + _unit(embedding)
+                found.total = found.total + unit_rows(embedding)
                 found.exemplars.append(vector)
                 found.count += 1
                 found.genres.update(image.genres)
@@ -245,6 +246,3 @@ def _locked(bundle_dir: Path) -> Iterator[None]:
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    return vector / max(float(np.linalg.norm(vector)), 1e-12)

@@ -19,7 +19,7 @@ from datasets.images import DEFAULT_MAX_PIXELS, load_resized
 from inference.author_prototypes import combine, title_author_matrix, title_probabilities
 from inference.bundle import MANIFEST, Bundle, BundleError
 from inference.runner import ModelRunner, open_runner
-from inference.search import build_index
+from inference.search import build_index, unit_rows
 
 MODES = ("embedding", "author")
 # For a bundle exported before the temperature was calibrated there: a middle value of the fitted range.
@@ -185,7 +185,7 @@ class StyleFinder:
     def _result(self, catalog: _Catalog, name: str, output: dict[str, np.ndarray], k: int,
                 mode: str) -> SimilarityResult:
         bundle = catalog.bundle
-        embedding = output["embedding"] / max(float(np.linalg.norm(output["embedding"])), 1e-12)
+        embedding = unit_rows(output["embedding"])
         authors: tuple[AuthorGuess, ...] = ()
         probabilities = self.author_probabilities(catalog, output)
         if probabilities is not None:

@@ -18,6 +18,11 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    """Each vector along the last axis scaled to length 1 (a zero vector stays zero)."""
+    return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
+
+
 class ExactIndex:
     """Brute-force cosine search: one matrix product and a partial sort."""
 

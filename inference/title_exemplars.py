@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inference.search import unit_rows
+
 NEIGHBOURS = 3
 EXEMPLAR_DIM = 128
 CALIBRATION_QUERIES = 64  # per title: leave-one-out queries for fitting the temperature
@@ -39,7 +41,7 @@ class TitleExemplars:
             ) -> TitleExemplars:
         """Exemplars of `outputs` ([N, D] of one model output, `titles` their title rows),
         projected on principal directions fitted on them."""
-        units = _unit_rows(outputs.astype(np.float32))
+        units = unit_rows(outputs.astype(np.float32))
         mean = units.mean(axis=0)
         dim = min(dim, units.shape[1], max(len(units) - 1, 1))
         _, _, directions = np.linalg.svd(units - mean, full_matrices=False)
@@ -52,7 +54,7 @@ class TitleExemplars:
         """Bundles exported before exemplars: each title's mean embedding is its one exemplar."""
         rows = np.arange(len(title_vectors), dtype=np.int32)
         return cls("embedding", np.zeros(title_vectors.shape[1], np.float32), None,
-                   _unit_rows(title_vectors.astype(np.float32)), rows)
+                   unit_rows(title_vectors.astype(np.float32)), rows)
 
     @classmethod
     def from_arrays(cls, arrays) -> TitleExemplars:
@@ -74,10 +76,10 @@ class TitleExemplars:
 
     def project(self, outputs: np.ndarray) -> np.ndarray:
         """[n, D] model outputs -> [n, d] unit vectors in the exemplar space."""
-        units = _unit_rows(np.asarray(outputs, np.float32))
+        units = unit_rows(np.asarray(outputs, np.float32))
         if self.basis is None:
             return units
-        return _unit_rows((units - self.mean) @ self.basis)
+        return unit_rows((units - self.mean) @ self.basis)
 
     def extended(self, projected: np.ndarray, titles: np.ndarray) -> TitleExemplars:
         """With more exemplars (already projected) of the given title rows."""
@@ -125,6 +127,3 @@ class TitleExemplars:
                   for part in np.array_split(chosen, max(1, -(-len(chosen) // QUERY_CHUNK)))]
         return np.concatenate(scores), self.titles[chosen]
 
-
-def _unit_rows(rows: np.ndarray) -> np.ndarray:
-    return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)

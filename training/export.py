@@ -17,6 +17,7 @@ from datasets.tf_runtime import quiet_stderr
 from inference.author_prototypes import calibrate
 from inference.bundle import TFLITE_MODEL, THUMBNAILS_PER_TITLE, Bundle, TitleEntry, write_thumbnail
 from inference.litert_model import LiteRTModel
+from inference.search import unit_rows
 from inference.title_exemplars import TitleExemplars
 from training.config import RunConfig
 from training.data import TrainingData
@@ -116,7 +117,7 @@ def _title_index(train: RowOutputs, titles: tuple[str, ...], bundle_dir: Path
         members = [i for i, r in enumerate(rows) if r.title == title]
         if not members:
             continue
-        means.append(_unit_mean(embeddings[members]))
+        means.append(unit_rows(embeddings[members].mean(axis=0)))
         genre_counts = Counter(g for i in members for g in rows[i].genres)
         genres = tuple(sorted(g for g, n in genre_counts.items() if n * 2 >= len(members)))
         thumbs = []
@@ -137,11 +138,6 @@ def _exemplars(train: RowOutputs, titles: list[TitleEntry]) -> TitleExemplars:
     keep = [i for i, r in enumerate(train.rows) if r.title in row]
     return TitleExemplars.fit(output, train.outputs[output][keep],
                               np.array([row[train.rows[i].title] for i in keep], np.int32))
-
-
-def _unit_mean(rows: np.ndarray) -> np.ndarray:
-    mean = rows.mean(axis=0)
-    return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 
 def _open_set_thresholds(outputs: dict[str, np.ndarray], title_embeddings: np.ndarray) -> dict[str, float]:
