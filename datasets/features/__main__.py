@@ -1,0 +1,5 @@
+import sys
+
+from datasets.features.cli import main
+
+sys.exit(main())

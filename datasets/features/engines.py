@@ -1,0 +1,173 @@
+"""Distributors around `encode_shard`: in-process, a Ray actor pool, or one slice of N.
+
+Each engine runs the same per-shard function on the same plan, and only the process that
+started the run writes the index (`FeatureStore.add_shard`), right after each shard's file is
+in place. A worker killed mid-shard loses that shard's file in flight and nothing else: Ray
+restarts the actor and runs the shard again; a killed run's rerun skips every finished shard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from datasets.features.encoders import BATCH, EncoderSpec, LiteRTEncoder
+from datasets.features.reaper import Reaper
+from datasets.features.shards import ShardResult, ShardTask, encode_shard, plan_shards
+from datasets.features.store import FeatureStore
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("local", "ray")
+RAY_OBJECT_STORE_BYTES = 128 * 1024**2  # shards travel as files, not objects: a small object store will do
+_IN_FLIGHT_PER_ACTOR = 2  # one running, one queued, so an actor never waits for the driver
+
+
+@dataclass(frozen=True)
+class EncodeReport:
+    engine: str
+    images_asked: int
+    images_missing: int
+    shards: int
+    shards_written: int
+    images_encoded: int
+    images_unusable: int  # encoded but could not be decoded: stored with their problem
+    seconds: float
+
+    def describe(self) -> str:
+        rate = self.images_encoded / self.seconds if self.seconds else 0.0
+        broken = f", {self.images_unusable} could not be decoded" if self.images_unusable else ""
+        return (f"feature store: {self.images_asked} images, {self.images_missing} not stored; "
+                f"{self.images_encoded} encoded in {self.shards_written} shards by {self.engine} "
+                f"({self.seconds:.1f} s, {rate:.1f} img/s){broken}")
+
+
+def parse_part(text: str | None) -> tuple[int, int] | None:
+    """`--shard I/N` -> (I, N), 0 <= I < N."""
+    if not text:
+        return None
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard takes I/N (for example 0/4), got {text!r}") from None
+    if not (count >= 1 and 0 <= index < count):
+        raise ValueError(f"--shard {text}: I must be in 0..N-1 and N at least 1")
+    return index, count
+
+
+def encode_missing(store: FeatureStore, spec: EncoderSpec, digests: Sequence[str | None],
+                   paths: Sequence[str | os.PathLike], engine: str = "local",
+                   part: tuple[int, int] | None = None,
+                   ray_address: str | None = None, workers: int | None = None, progress: bool = True
+                   ) -> EncodeReport:
+    """Encode every image of `digests` (None: unreadable, skipped) that the store lacks."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
+    started = time.perf_counter()
+    store.reconcile(spec.key)
+    missing = store.missing(spec.key, digests)
+    # Absolute paths: a Ray worker runs in a folder of its own.
+    tasks = plan_shards(spec.key, [(digests[i], os.path.abspath(paths[i])) for i in missing], part)
+    todo = sum(len(t.digests) for t in tasks)
+    with tqdm(total=todo, desc=f"encode ({engine})", unit="img", disable=not progress or not todo) as bar:
+        if not tasks:
+            results: list[ShardResult] = []
+        elif engine == "ray":
+            results = _run_ray(store, spec, tasks, ray_address, workers, bar)
+        else:
+            results = _run_local(store, spec, tasks, workers, bar)
+    written = [r for r in results if not r.skipped]
+    report = EncodeReport(engine, len(digests), len(missing), len(tasks), len(written),
+                          sum(r.images for r in written), sum(r.images - r.usable for r in written),
+                          time.perf_counter() - started)
+    log.info("%s", report.describe())
+    return report
+
+
+def _run_local(store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask], threads: int | None,
+               bar) -> list[ShardResult]:
+    encoder = LiteRTEncoder(spec, threads)
+    results = []
+    for task in tasks:
+        result = encode_shard(task, encoder, spec.size, spec.dim, store.shard_path(spec.key, task.name),
+                              BATCH)
+        store.add_shard(spec.key, task.name)
+        results.append(result)
+        bar.update(result.images)
+    return results
+
+
+class ShardWorker:
+    """A Ray actor: one LiteRT replica, encoding whole shards into the shared store."""
+
+    def __init__(self, root: str, key: str, threads: int):
+        self.spec = EncoderSpec.load(root, key)
+        self.store = FeatureStore(root)
+        self.encoder = LiteRTEncoder(self.spec, threads)
+
+    def encode(self, task: ShardTask) -> ShardResult:
+        return encode_shard(task, self.encoder, self.spec.size, self.spec.dim,
+                            self.store.shard_path(self.spec.key, task.name), BATCH)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def start_ray(address: str | None, workers: int | None):
+    """Join `address`, or start a small local Ray (no dashboard); returns (ray, started here)."""
+    import ray
+
+    if ray.is_initialized():
+        return ray, False
+    options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if address:
+        ray.init(address=address, **options)
+    else:
+        ray.init(num_cpus=workers or os.cpu_count() or 1, object_store_memory=RAY_OBJECT_STORE_BYTES,
+                 **options)
+    return ray, True
+
+
+def _run_ray(store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask], address: str | None,
+             workers: int | None, bar) -> list[ShardResult]:
+    # The reaper ends a local Ray's agents if this process is killed (they outlive it otherwise);
+    # Ray's notices (a worker died, and so on) go to stderr: stdout is the command's own answer.
+    with Reaper(), contextlib.redirect_stdout(sys.stderr):
+        ray, started_here = start_ray(address, workers)
+        actors: list = []
+        try:
+            return _ray_loop(ray, store, spec, tasks, workers, bar, actors)
+        finally:
+            for actor in actors:
+                ray.kill(actor)
+            if started_here:
+                ray.shutdown()
+
+
+def _ray_loop(ray, store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask], workers: int | None, bar,
+              actors: list) -> list[ShardResult]:
+    count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    # A killed actor is restarted and its shard run again (at-least-once; the file rename
+    # and the index keep each image stored once).
+    remote = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(ShardWorker)
+    actors.extend(remote.remote(str(store.root), spec.key, 1) for _ in range(count))
+    queue, running, results = list(reversed(tasks)), {}, []
+    while queue or running:
+        for actor in actors:
+            while queue and sum(1 for a, _ in running.values() if a is actor) < _IN_FLIGHT_PER_ACTOR:
+                task = queue.pop()
+                running[actor.encode.remote(task)] = (actor, task)
+        done, _ = ray.wait(list(running), num_returns=1)
+        running.pop(done[0])
+        result = ray.get(done[0])
+        store.add_shard(spec.key, result.name)
+        results.append(result)
+        bar.update(result.images)
+    return results

@@ -1,0 +1,141 @@
+"""The heavy work as a pure function of one shard, and the plan that cuts images into shards.
+
+`encode_shard` reads a shard's images, encodes them and writes one complete file; it touches
+no index and no other shard, so any distributor can run it anywhere the store and the images
+are reachable, and a rerun skips a shard whose file is already there. The plan is a pure
+function of the missing images: they are sorted by digest and cut into runs of
+`SHARD_IMAGES`, each named by a digest of its contents, so every engine cuts the same shards.
+`--shard I/N` takes the images whose digest falls in slice I of N: slices never overlap, so N
+jobs started at different times never encode one image twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from datasets.features.store import ShardContents, write_shard
+from datasets.images import DEFAULT_MAX_PIXELS, ImageError, difference_hash, load_resized
+
+log = logging.getLogger(__name__)
+
+SHARD_IMAGES = 512  # ~11 MB of float16 features at the default encoder's 10,824 dims
+_DECODE_AHEAD = 64  # decoded images waiting for the network: bounds memory
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    encoder: str
+    name: str
+    digests: tuple[str, ...]
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    name: str
+    images: int
+    usable: int
+    seconds: float
+    skipped: bool  # the file was already there
+
+
+def slice_of(digest: str, count: int) -> int:
+    """Which of `count` slices an image belongs to, by its digest."""
+    return int(digest[:15], 16) % count
+
+
+def plan_shards(
+    encoder: str,
+    items: Sequence[tuple[str, str]],
+    part: tuple[int, int] | None = None,
+    shard_images: int = SHARD_IMAGES,
+) -> list[ShardTask]:
+    """Shards of the (digest, path) `items` (one path per digest), only slice `part` = (I, N) if given."""
+    chosen = {}
+    for digest, path in items:
+        if part is None or slice_of(digest, part[1]) == part[0]:
+            chosen.setdefault(digest, str(path))
+    ordered = sorted(chosen)
+    tasks = []
+    for start in range(0, len(ordered), shard_images):
+        digests = tuple(ordered[start : start + shard_images])
+        name = hashlib.sha256(("\n".join((encoder, *digests))).encode()).hexdigest()[:24]
+        tasks.append(ShardTask(encoder, name, digests, tuple(chosen[d] for d in digests)))
+    return tasks
+
+
+def encode_shard(
+    task: ShardTask,
+    encoder: Callable[[np.ndarray], np.ndarray],
+    size: tuple[int, int],
+    dim: int,
+    shard_path: os.PathLike,
+    batch: int = 16,
+    threads: int = 2,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> ShardResult:
+    """Decode (threads, overlapping the network), encode and write the shard's one file."""
+    started = time.perf_counter()
+    path = os.fspath(shard_path)
+    if os.path.exists(path):
+        return ShardResult(task.name, len(task.digests), 0, 0.0, True)
+    n = len(task.digests)
+    unreachable = [p for p in task.paths if not os.access(p, os.R_OK)]
+    if unreachable:  # not a broken image: a worker that does not see the files (it must not be stored)
+        raise FileNotFoundError(
+            f"{socket.gethostname()} cannot read {unreachable[0]} (and {len(unreachable) - 1} "
+            "more of the shard): the images must be on a filesystem every worker sees"
+        )
+    features = np.zeros((n, dim), np.float16)
+    usable = np.zeros(n, bool)
+    dhash = np.zeros(n, np.int64)
+    problems = [""] * n
+
+    def decode(i: int):
+        try:
+            pixels = load_resized(task.paths[i], size, max_pixels)
+            return i, pixels, difference_hash(Image.fromarray(pixels)), ""
+        except ImageError as err:
+            return i, None, 0, str(err)
+
+    pending: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        rows = [i for i, _ in pending]
+        features[rows] = encoder(np.stack([p for _, p in pending]))
+        pending.clear()
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        # A sliding window of decodes in flight, so the threads decode while the network runs.
+        window: deque = deque(pool.submit(decode, i) for i in range(min(n, _DECODE_AHEAD)))
+        next_index = len(window)
+        while window:
+            i, pixels, digest, problem = window.popleft().result()
+            if next_index < n:
+                window.append(pool.submit(decode, next_index))
+                next_index += 1
+            if pixels is None:
+                problems[i] = problem
+                continue
+            usable[i], dhash[i] = True, digest
+            pending.append((i, pixels))
+            if len(pending) == batch:
+                flush()
+        if pending:
+            flush()
+    write_shard(
+        Path(path), ShardContents(np.array(task.digests), features, usable, dhash, np.array(problems))
+    )
+    return ShardResult(task.name, n, int(usable.sum()), time.perf_counter() - started, False)
