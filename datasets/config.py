@@ -115,3 +115,19 @@ class BalanceConfig:
             raise ValueError("per_label and batch_size must be at least 1")
         if min(self.image_size) < 8:
             raise ValueError(f"image_size must be at least 8x8, got {self.image_size}")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Where frozen features are stored and who encodes them (`datasets.features`)."""
+
+    store: str | None = None  # the feature store's folder; None: store/ in the run's cache folder
+    engine: str = "local"  # local (in-process LiteRT) or ray (an actor pool, one replica per worker)
+    ray_address: str | None = None  # join this Ray cluster; None: start Ray locally
+    workers: int | None = None  # local: LiteRT threads; ray: actors; None: every CPU
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("local", "ray"):
+            raise ValueError(f"features.engine must be local or ray, got {self.engine!r}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"features.workers must be at least 1, got {self.workers}")

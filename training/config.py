@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from datasets.config import AugmentConfig, BalanceConfig
+from datasets.config import AugmentConfig, BalanceConfig, FeatureConfig
 
 PRESET_DIRS = (Path(__file__).resolve().parents[1] / "configs", Path("configs"))
 
@@ -147,6 +147,7 @@ class RunConfig:
     balance: BalanceConfig = field(default_factory=BalanceConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
 
     @property
     def run_dir(self) -> Path:

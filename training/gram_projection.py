@@ -58,9 +58,14 @@ def fit_gram_projections(backbone: keras.Model, paths: Sequence[Path], size: tup
         count += len(images)
     if not count:
         raise ValueError("no training image could be decoded to fit the Gram projections")
+    return set_from_mean_grams(layers, [total / count for total in sums])
+
+
+def set_from_mean_grams(layers: Sequence[GramPooling], means: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Set each layer's projection to the leading eigenvectors of its tap's mean Gram matrix."""
     fitted = {}
-    for layer, total in zip(layers, sums, strict=True):
-        values, vectors = np.linalg.eigh(total / count)
+    for layer, mean in zip(layers, means, strict=True):
+        values, vectors = np.linalg.eigh(mean)
         order = np.argsort(values)[::-1][:layer.channels]
         # A fixed sign per direction: the Gram of a projection does not depend on the sign,
         # but a reproducible matrix keeps cache keys and saved models reproducible.

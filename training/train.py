@@ -33,6 +33,10 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--backbone", help="a registered backbone, e.g. style_cnn, webtoon_cnn")
     parser.add_argument("--weights", help="transfer backbones: 'imagenet' or a local .weights.h5 file")
     parser.add_argument("--epochs", type=int)
+    parser.add_argument("--store", help="the feature store's folder (default: store/ in the cache folder)")
+    parser.add_argument("--engine", choices=("local", "ray"), help="who encodes images the store lacks")
+    parser.add_argument("--ray-address", help="--engine ray: join this cluster (default: start Ray here)")
+    parser.add_argument("--workers", type=int, help="encoding workers (local: threads; ray: actors)")
     parser.add_argument("--resume", action="store_true", help="continue the run --name after a stop")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
@@ -41,7 +45,9 @@ def parse_args(argv: list[str] | None = None):
 _FLAG_KEYS = {"name": "name", "out_dir": "out_dir", "catalog": "data.catalog", "manifest": "data.manifest",
               "val_manifest": "data.val_manifest", "image_root": "data.image_root", "label": "data.label",
               "allow_outside_root": "data.allow_outside_root",
-              "backbone": "model.backbone", "weights": "model.weights", "epochs": "train.epochs"}
+              "backbone": "model.backbone", "weights": "model.weights", "epochs": "train.epochs",
+              "store": "features.store", "engine": "features.engine", "ray_address": "features.ray_address",
+              "workers": "features.workers"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,8 +39,6 @@ from training.callbacks import (
 )
 from training.config import RunConfig
 from training.data import CARVE_RULE, TrainingData, carve_validation, load_training_data
-from training.feature_cache import encode_all
-from training.gram_projection import fit_or_reload_projections, projection_digest
 from training.input_wait import measure_input_wait
 from training.model_setup import (
     array_targets,
@@ -52,7 +50,7 @@ from training.model_setup import (
     stream_targets,
 )
 from training.runtime import configure
-from training.weights_identity import backbone_identity
+from training.stored_features import encode_through_store
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +108,6 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
     keras.utils.set_random_seed(config.train.seed)
     with runtime.strategy.scope():
         model = build_model(config.model, data.vocabulary, size, spec, title_authors, backbone)
-    if mode != "scratch":  # a resumed run reuses the projections its cached features were made with
-        fit_or_reload_projections(model.backbone, [r.path for r in data.train_rows], size, config.train.seed,
-                                  run_dir / "gram_projection.npz")
     pool, data = _read_pool(data, model, config, mode, size, cache_dir, progress)
 
     done = state["epochs_done"] if state else 0
@@ -163,8 +158,9 @@ def _read_pool(data: TrainingData, model: StyleModel, config: RunConfig, mode: s
         read = decode_all(paths, size, cache_dir, progress=progress)
         source = read.pixels
     else:
-        identity = backbone_identity(config.model, size, config.train.seed, projection_digest(model.backbone))
-        read = encode_all(paths, size, model.backbone, identity, cache_dir, progress=progress)
+        # The feature store also fits the Gram projections (a resumed run reloads its own).
+        read = encode_through_store(paths, len(data.train_rows), model.backbone, config, size, cache_dir,
+                                    config.run_dir, progress)
         source = read.features
     train = np.arange(len(data.train_rows))
     val = np.arange(len(data.train_rows), len(rows))
