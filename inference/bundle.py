@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +160,8 @@ class Bundle:
                               f"{len(meta['titles'])} titles")
         if exemplars is not None and not exemplars.fits(len(meta["titles"])):
             raise BundleError(f"{index_path}: exemplars that do not match its {len(meta['titles'])} titles")
+        if exemplars is not None:  # a catalog-scale bundle keeps its exemplars' graph beside them
+            exemplars = replace(exemplars, graph_dir=path)
         return cls(path=path, title_embeddings=embeddings, exemplars=exemplars, **meta)
 
 

@@ -78,6 +78,12 @@ class ApproximateIndex:
     def __len__(self) -> int:
         return self.size
 
+    def extend(self, vectors: np.ndarray) -> None:
+        """Add the rows of `vectors` past the ones already in the graph (an append-only set)."""
+        new = np.ascontiguousarray(vectors[self.size:], dtype=np.float32)
+        self.index.add(np.arange(self.size, len(vectors), dtype=np.uint64), new)
+        self.size = len(vectors)
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.atleast_2d(np.asarray(queries, np.float32))
         k = min(k, self.size)

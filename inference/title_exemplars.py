@@ -15,7 +15,9 @@ descriptor in float32, for 2 of the benchmark's 74 new-author images (docs/bench
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +28,8 @@ EXEMPLAR_DIM = 128
 CALIBRATION_QUERIES = 64  # per title: leave-one-out queries for fitting the temperature
 CALIBRATION_BUDGET = 4096  # queries in all: a catalog of thousands of titles gets fewer per title
 QUERY_CHUNK = 512  # queries scored at once (a [chunk, exemplars] similarity matrix)
+EXACT_EXEMPLARS = 50_000  # compared one by one up to here; an HNSW graph past it
+CANDIDATES = 256  # exemplars retrieved per query from the graph
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,9 @@ class TitleExemplars:
     basis: np.ndarray | None  # [D, d] principal directions; None: no projection
     vectors: np.ndarray  # [N, d] unit rows
     titles: np.ndarray  # [N] each exemplar's row in bundle.titles
+    # Catalog-scale bundles only: the HNSW graph of the vectors, and the folder it is saved in.
+    _index: object = field(default=None, repr=False, compare=False)
+    graph_dir: Path | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def fit(cls, output: str, outputs: np.ndarray, titles: np.ndarray, dim: int = EXEMPLAR_DIM
@@ -83,9 +90,11 @@ class TitleExemplars:
 
     def extended(self, projected: np.ndarray, titles: np.ndarray) -> TitleExemplars:
         """With more exemplars (already projected) of the given title rows."""
+        # The graph goes along: appending to it is much cheaper than building it again.
         return TitleExemplars(self.output, self.mean, self.basis,
                               np.vstack([self.vectors, projected.astype(np.float32)]),
-                              np.concatenate([self.titles, np.asarray(titles, np.int32)]))
+                              np.concatenate([self.titles, np.asarray(titles, np.int32)]), self._index,
+                              self.graph_dir)
 
     def kept(self, rows: list[int]) -> TitleExemplars:
         """Only the exemplars of title rows `rows`, renumbered in that order (a title removed)."""
@@ -97,21 +106,66 @@ class TitleExemplars:
 
     def scores(self, queries: np.ndarray, n_titles: int, exclude: np.ndarray | None = None) -> np.ndarray:
         """[n, titles]: each title's mean cosine over its NEIGHBOURS nearest exemplars (all of
-        them if it has fewer; -1 if none). `exclude`: per query, an exemplar row to leave out."""
-        similarity = queries @ self.vectors.T
-        if exclude is not None:
-            similarity[np.arange(len(queries)), exclude] = -np.inf
-        scores = np.full((len(queries), n_titles), -1.0, np.float32)
-        for title in range(n_titles):
-            block = similarity[:, self.titles == title]
-            if block.shape[1] == 0:
-                continue
-            k = min(NEIGHBOURS, block.shape[1])
-            nearest = np.partition(block, block.shape[1] - k, axis=1)[:, -k:]
-            finite = np.isfinite(nearest)  # a left-out query among them: the mean of the rest
-            total = np.where(finite, nearest, 0.0).sum(axis=1)
-            scores[:, title] = np.where(finite.any(axis=1), total / np.maximum(finite.sum(axis=1), 1), -1.0)
-        return scores
+        them if it has fewer; -1 if none). `exclude`: per query, an exemplar row to leave out.
+
+        Up to `EXACT_EXEMPLARS` exemplars every one is compared. Past that, the `CANDIDATES`
+        nearest are retrieved from an HNSW graph (`inference.search`); the titles they belong to
+        are scored exactly over all of their exemplars, and every other title gets the farthest
+        retrieved similarity, a bound on its nearest exemplar."""
+        queries = np.atleast_2d(np.asarray(queries, np.float32))
+        exclude = None if exclude is None else np.asarray(exclude)
+        if len(self.vectors) <= EXACT_EXEMPLARS:
+            similarity = queries @ self.vectors.T
+            return _title_means(similarity, self.titles, n_titles, self._counts(n_titles), exclude)
+        rows, similarity = self.index().search(queries, CANDIDATES + (exclude is not None))
+        order, starts = self._grouped(n_titles)
+        counts = self._counts(n_titles)
+        out = np.empty((len(queries), n_titles), np.float32)
+        for i, query in enumerate(queries):
+            bound = float(similarity[i][rows[i] != (-1 if exclude is None else exclude[i])].min())
+            out[i] = np.where(counts > 0, bound, -1.0)
+            near = np.unique(self.titles[rows[i]])
+            members = np.concatenate([order[starts[t]:starts[t + 1]] for t in near])
+            own = None if exclude is None else np.flatnonzero(members == exclude[i])
+            left_out = own if own is None or len(own) else np.array([-1])
+            scored = _title_means((self.vectors[members] @ query)[None], self.titles[members], n_titles,
+                                  counts, left_out)
+            out[i, near] = scored[0, near]
+        return out
+
+    def _counts(self, n_titles: int) -> np.ndarray:
+        return np.bincount(self.titles, minlength=n_titles)
+
+    def _grouped(self, n_titles: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exemplar rows ordered by title, and where each title's run starts (n_titles + 1)."""
+        order = np.argsort(self.titles, kind="stable")
+        return order, np.searchsorted(self.titles[order], np.arange(n_titles + 1))
+
+    def index(self):
+        """The HNSW graph of the exemplars: carried over from before an enroll (and extended),
+        else loaded from `graph_dir` when saved there for these exemplars, else built (and saved)."""
+        from inference.search import ApproximateIndex
+
+        graph = self._index
+        if graph is not None and len(graph) < len(self.vectors):
+            graph.extend(self.vectors)
+        if graph is None or len(graph) != len(self.vectors):
+            path = self.graph_dir / f"exemplars-{self.digest()}.usearch" if self.graph_dir else None
+            graph = ApproximateIndex(self.vectors, path, expansion_search=CANDIDATES)
+            if path is not None:
+                for stale in self.graph_dir.glob("exemplars-*.usearch"):
+                    if stale != path:
+                        stale.unlink(missing_ok=True)
+        object.__setattr__(self, "_index", graph)
+        return graph
+
+    def digest(self) -> str:
+        """Names a saved graph: the titles and a sample of the vectors (hashing all would cost
+        about a second per million)."""
+        step = max(1, len(self.vectors) // 4096)
+        digest = hashlib.sha256(np.ascontiguousarray(self.titles).tobytes())
+        digest.update(np.ascontiguousarray(self.vectors[::step], np.float32).tobytes())
+        return digest.hexdigest()[:16]
 
     def leave_one_out(self, n_titles: int, per_title: int = CALIBRATION_QUERIES, seed: int = 0
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -127,3 +181,32 @@ class TitleExemplars:
                   for part in np.array_split(chosen, max(1, -(-len(chosen) // QUERY_CHUNK)))]
         return np.concatenate(scores), self.titles[chosen]
 
+
+
+def _title_means(similarity: np.ndarray, titles: np.ndarray, n_titles: int, counts: np.ndarray,
+                 exclude: np.ndarray | None) -> np.ndarray:
+    """[n, titles] mean of each title's NEIGHBOURS most similar columns of `similarity` [n, m]
+    (`titles` [m]: each column's title; `counts`: each title's exemplars in all; `exclude`: per
+    row, a column left out, -1 for none)."""
+    n = len(similarity)
+    wanted = np.broadcast_to(np.minimum(counts, NEIGHBOURS), (n, n_titles)).copy()
+    if exclude is not None:
+        hit = exclude >= 0
+        similarity = similarity.copy()
+        similarity[np.flatnonzero(hit), exclude[hit]] = -np.inf
+        own = titles[exclude[hit]]  # the left-out exemplar's title has one fewer to compare
+        wanted[np.flatnonzero(hit), own] = np.minimum(counts[own] - 1, NEIGHBOURS)
+    order = np.argsort(-similarity, axis=1, kind="stable")
+    ranked = np.take_along_axis(similarity, order, axis=1)
+    ranked_titles = titles[order]
+    # Each column's rank among its title's columns in the row, nearest first.
+    by_title = np.argsort(ranked_titles, axis=1, kind="stable")
+    grouped = np.take_along_axis(ranked_titles, by_title, axis=1)
+    position = np.broadcast_to(np.arange(grouped.shape[1]), grouped.shape)
+    starts = np.maximum.accumulate(np.where(np.diff(grouped, axis=1, prepend=-1) != 0, position, 0), axis=1)
+    rank = np.empty(grouped.shape, np.int64)
+    np.put_along_axis(rank, by_title, position - starts, axis=1)
+    keep = (rank < NEIGHBOURS) & np.isfinite(ranked)
+    flat = (np.arange(n)[:, None] * n_titles + ranked_titles)[keep]
+    sums = np.bincount(flat, weights=ranked[keep], minlength=n * n_titles).reshape(n, n_titles)
+    return np.where(wanted > 0, sums / np.maximum(wanted, 1), -1.0).astype(np.float32)

@@ -121,3 +121,32 @@ def test_a_bundle_without_exemplars_keeps_its_calibration_when_enrolling():
     # Only the enrolled title has queries: nothing to trade the bias against, the bundle's own
     # temperature stays (enrollment keeps it when calibrate says 0).
     assert calibrate(exemplars, ["a", "b", "new"], np.array([0, 0, 1], np.float32)) == (0.0, 0.0)
+
+
+def test_catalog_scale_scoring_through_the_graph_agrees_with_comparing_every_exemplar(monkeypatch, tmp_path):
+    """Past EXACT_EXEMPLARS the nearest exemplars come from an HNSW graph, the titles they belong to
+    are scored exactly and the rest get a bound: the same answers, leave-one-out included; the
+    graph is saved beside the bundle, reloaded, and extended on an enroll."""
+    import inference.title_exemplars as module
+
+    _, vectors, titles = _clusters([0.8] * 60, per_title=30, dim=32, seed=3)
+    units = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    exact = TitleExemplars("embedding", np.zeros(32, np.float32), None, units, titles)
+    queries = units[::37] + 0.05
+    want = exact.scores(queries, 60)
+    want_loo = exact.scores(units[::41], 60, exclude=np.arange(0, len(units), 41))
+    monkeypatch.setattr(module, "EXACT_EXEMPLARS", 100)
+    monkeypatch.setattr(module, "CANDIDATES", 64)
+    graphed = TitleExemplars("embedding", np.zeros(32, np.float32), None, units, titles, graph_dir=tmp_path)
+    got = graphed.scores(queries, 60)
+    assert (got.argmax(axis=1) == want.argmax(axis=1)).all()
+    np.testing.assert_allclose(got.max(axis=1), want.max(axis=1), atol=1e-5)
+    got_loo = graphed.scores(units[::41], 60, exclude=np.arange(0, len(units), 41))
+    assert (got_loo.argmax(axis=1) == want_loo.argmax(axis=1)).all()
+    saved = list(tmp_path.glob("exemplars-*.usearch"))
+    assert len(saved) == 1
+    again = TitleExemplars("embedding", np.zeros(32, np.float32), None, units, titles, graph_dir=tmp_path)
+    assert len(again.index()) == len(units)  # loaded, not built
+    graph = graphed.index()
+    grown = graphed.extended(units[:5], np.full(5, 59))
+    assert grown.index() is graph and len(graph) == len(units) + 5  # extended in place, not rebuilt
