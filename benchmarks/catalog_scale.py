@@ -1,0 +1,465 @@
+"""The feature store at catalog scale, each figure beside today's path in the same run; prints JSON.
+
+usage: python benchmarks/catalog_scale.py DATA_DIR [--images 1024] [--work DIR]
+                                          [--parts throughput,incremental,kill,ray,ray-cluster,synthetic]
+                                          [--synthetic-images 100000,1000000] [--synthetic-dim 1024]
+
+DATA_DIR is an image dataset with manifest.csv (`../shared/data/icon_themes.py`). Parts:
+- throughput: frozen encoding end to end (decoding included) of the first --images images at the
+  default 320 px: today's path (`training.feature_cache.encode_all`, the Keras backbone), the store's
+  local engine (LiteRT, a fresh store), and the bare LiteRT network on images decoded beforehand.
+- incremental: the store then gains 1% new images (encodes only those), and a new subset of stored
+  images (encodes none).
+- kill: `python -m training.encode` killed with SIGKILL when half the shards are written, then rerun:
+  what the rerun encodes, and whether every image is stored exactly once.
+- ray: the same images through `--engine ray` with two workers: features bit-identical to local, and
+  throughput against local.
+- ray-cluster: a two-node Ray cluster on this host; a worker killed mid-run (then `ray stop`).
+- queries: exemplar scoring for a bundle of --query-titles titles and --query-exemplars generated
+  exemplars: the graph's build, warm single-query times, and enrolling 1,000 images beyond their
+  forward pass.
+- synthetic: shards of generated features (no images), written and gathered back, at each size of
+  --synthetic-images, in a fresh process each: throughput, and the peak memory (it must not grow with N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from datasets.features.digests import content_digests  # noqa: E402
+from datasets.features.encoders import BATCH, EncoderSpec, LiteRTEncoder  # noqa: E402
+from datasets.features.engines import encode_missing  # noqa: E402
+from datasets.features.store import FeatureStore, ShardContents, write_shard  # noqa: E402
+from datasets.images import load_resized  # noqa: E402
+
+SIZE = (320, 320)
+
+
+def manifest_paths(data_dir: Path) -> list[Path]:
+    with open(data_dir / "manifest.csv", newline="") as f:
+        return [data_dir / row["image"] for row in csv.DictReader(f)]
+
+
+def converted_encoder(root: Path, paths: list[Path]):
+    """The default model's store encoder, converted into `root` (timed apart: a one-off)."""
+    from training.config import ModelConfig
+    from training.style_encoder import ensure_encoder
+
+    start = time.perf_counter()
+    with FeatureStore(root) as store:
+        spec = ensure_encoder(store, ModelConfig(), SIZE, 0, paths[:16])
+    return spec, time.perf_counter() - start
+
+
+def fresh_store(spec, root: Path):
+    """An empty store with `spec`'s encoder files."""
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "encoders").mkdir(parents=True)
+    for path in (spec.json_path, spec.tflite_path):
+        shutil.copy(path, root / "encoders" / path.name)
+    return EncoderSpec.load(root, spec.key)
+
+
+def timed_store_run(spec, paths, engine="local", workers=None):
+    start = time.perf_counter()
+    with FeatureStore(spec.root) as store:
+        digests = content_digests(store, paths, progress=False)
+        report = encode_missing(store, spec, digests, paths, engine, workers=workers, progress=False)
+    return report, time.perf_counter() - start
+
+
+def throughput(paths: list[Path], spec, work: Path) -> dict:
+    from training.config import ModelConfig
+    from training.feature_cache import encode_all
+    from training.model_setup import build_backbone
+
+    keras_backbone = build_backbone(ModelConfig(), SIZE)
+    start = time.perf_counter()
+    encode_all(paths, SIZE, keras_backbone, "benchmark", work / "today-cache", progress=False)
+    today = time.perf_counter() - start
+    store_spec = fresh_store(spec, work / "store")
+    report, new = timed_store_run(store_spec, paths)
+    encoder = LiteRTEncoder(spec)
+    decoded = np.stack([load_resized(p, SIZE) for p in paths[:256]])
+    encoder(decoded[:BATCH])
+    start = time.perf_counter()
+    for first in range(0, len(decoded), BATCH):
+        encoder(decoded[first : first + BATCH])
+    bare = len(decoded) / (time.perf_counter() - start)
+    rates = {
+        "today_img_per_s": len(paths) / today,
+        "store_img_per_s": len(paths) / new,
+        "bare_img_per_s": bare,
+    }
+    return {
+        "images": len(paths),
+        **{k: round(v, 2) for k, v in rates.items()},
+        "speedup_vs_today": round(rates["store_img_per_s"] / rates["today_img_per_s"], 2),
+        "share_of_bare": round(rates["store_img_per_s"] / bare, 3),
+        "store_encoded": report.images_encoded,
+    }
+
+
+def incremental(all_paths: list[Path], n: int, spec, work: Path) -> dict:
+    store_spec = fresh_store(spec, work / "store-incremental")
+    timed_store_run(store_spec, all_paths[:n])
+    new = max(1, n // 100)
+    grown, seconds = timed_store_run(store_spec, all_paths[: n + new])
+    rng = np.random.default_rng(0)
+    subset = [all_paths[i] for i in sorted(rng.permutation(n)[: n // 2])]
+    again, _ = timed_store_run(store_spec, subset)
+    return {
+        "stored": n,
+        "new_images": new,
+        "encoded_after_adding": grown.images_encoded,
+        "encoded_ratio": round(grown.images_encoded / new, 3),
+        "seconds": round(seconds, 2),
+        "subset_images": len(subset),
+        "encoded_for_subset": again.images_encoded,
+    }
+
+
+def kill_and_rerun(paths: list[Path], spec, work: Path) -> dict:
+    store_spec = fresh_store(spec, work / "store-kill")
+    manifest = work / "kill.csv"
+    manifest.write_text("image,title,author,genres\n" + "".join(f"{p.resolve()},t,a,\n" for p in paths))
+    command = [
+        sys.executable,
+        "-m",
+        "training.encode",
+        "--manifest",
+        str(manifest),
+        "--store",
+        str(store_spec.root),
+        "--quiet",
+        "--json",
+    ]
+    shards = store_spec.root / "shards" / spec.key
+    planned = -(-len(paths) // 512)
+    victim = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    while victim.poll() is None and len(list(shards.glob("*.npz"))) < planned // 2:
+        time.sleep(0.1)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    kept = len(list(shards.glob("*.npz")))
+    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    report = json.loads(rerun.stdout)
+    with FeatureStore(store_spec.root) as store:
+        rows = store.db.execute("SELECT SUM(rows) FROM shards").fetchone()[0]
+        images = store.stats()["encoders"][spec.key]["images"]
+    return {
+        "images": len(paths),
+        "shards_planned": planned,
+        "shards_kept_after_kill": kept,
+        "rerun_encoded": report["images_encoded"],
+        "rerun_shards": report["shards_written"],
+        "shards_reencoded_beyond_lost": report["shards_written"] - (planned - kept),
+        "stored_images": images,
+        "stored_rows": rows,
+        "exactly_once": images == rows == len(paths),
+    }
+
+
+def ray_engine(paths: list[Path], spec, work: Path) -> dict:
+    local_spec = fresh_store(spec, work / "store-local")
+    _, local_seconds = timed_store_run(local_spec, paths)
+    ray_spec = fresh_store(spec, work / "store-ray")
+    _, ray_seconds = timed_store_run(ray_spec, paths, "ray", workers=2)
+    features = []
+    for root in (local_spec, ray_spec):
+        with FeatureStore(root.root) as store:
+            digests = content_digests(store, paths, progress=False)
+            out = np.zeros((len(paths), spec.dim), np.float32)
+            store.gather(spec.key, digests, out)
+            features.append(out)
+    return {
+        "images": len(paths),
+        "local_seconds": round(local_seconds, 2),
+        "ray_seconds": round(ray_seconds, 2),
+        "ray_vs_local_throughput": round(local_seconds / ray_seconds, 3),
+        "bit_identical": bool(np.array_equal(*features)),
+    }
+
+
+def ray_cluster(paths: list[Path], spec, work: Path) -> dict:
+    """Two Ray nodes on this host (`ray start --head`, then `ray start --address`), the encoder joining
+    them with --ray-address; one worker is killed with SIGKILL mid-run. Ends with `ray stop`, which
+    stops every Ray process of this user on the machine."""
+    store_spec = fresh_store(spec, work / "store-cluster")
+    manifest = work / "cluster.csv"
+    manifest.write_text("image,title,author,genres\n" + "".join(f"{p.resolve()},t,a,\n" for p in paths))
+    ray = str(Path(sys.executable).with_name("ray"))
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}  # Ray 2.60's `ray start --head` turns token auth on
+    address = "127.0.0.1:6390"
+    try:
+        subprocess.run(
+            [
+                ray,
+                "start",
+                "--head",
+                "--port",
+                "6390",
+                "--num-cpus",
+                "1",
+                "--include-dashboard",
+                "false",
+                "--disable-usage-stats",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [ray, "start", "--address", address, "--num-cpus", "1", "--disable-usage-stats"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        start = time.perf_counter()
+        run = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "training.encode",
+                "--manifest",
+                str(manifest),
+                "--store",
+                str(store_spec.root),
+                "--engine",
+                "ray",
+                "--ray-address",
+                address,
+                "--quiet",
+                "--json",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        killed = False
+        while run.poll() is None and not killed:
+            busy = subprocess.run(["pgrep", "-f", "ray::ShardWorker.encode"], capture_output=True, text=True)
+            if busy.stdout.split():
+                time.sleep(2)
+                os.kill(int(busy.stdout.split()[0]), signal.SIGKILL)
+                killed = True
+            time.sleep(0.1)
+        out, _ = run.communicate()
+        seconds = time.perf_counter() - start
+    finally:
+        subprocess.run([ray, "stop"], env=env, capture_output=True)
+    report = json.loads(out)
+    with FeatureStore(store_spec.root) as store:
+        rows = store.db.execute("SELECT SUM(rows) FROM shards").fetchone()[0]
+        images = store.stats()["encoders"][spec.key]["images"]
+    return {
+        "nodes": 2,
+        "images": len(paths),
+        "worker_killed": killed,
+        "completed": run.returncode == 0,
+        "images_encoded": report["images_encoded"],
+        "seconds": round(seconds, 1),
+        "exactly_once": images == rows == len(paths),
+    }
+
+
+def catalog_queries(titles: int, exemplars: int, dim: int = 128, enroll: int = 1000) -> dict:
+    """Exemplar scoring at catalog scale on generated exemplars (each title a cluster): building
+    the graph, warm single queries (the LiteRT forward pass is apart: see throughput), and what
+    enrolling `enroll` images adds beyond their forward pass (the graph extended, the calibration)."""
+    from inference.author_prototypes import calibrate
+    from inference.search import unit_rows
+    from inference.title_exemplars import TitleExemplars
+
+    rng = np.random.default_rng(0)
+    centres = unit_rows(rng.standard_normal((titles, dim)).astype(np.float32))
+    owner = rng.integers(0, titles, exemplars).astype(np.int32)
+    vectors = unit_rows(
+        centres[owner] + 0.6 * unit_rows(rng.standard_normal((exemplars, dim)).astype(np.float32))
+    )
+    space = TitleExemplars("descriptor", np.zeros(dim, np.float32), None, vectors.astype(np.float32), owner)
+    start = time.perf_counter()
+    space.index()
+    build = time.perf_counter() - start
+    queries = unit_rows(
+        centres[owner[:200]] + 0.6 * unit_rows(rng.standard_normal((200, dim)).astype(np.float32))
+    )
+    space.scores(queries[:1], titles)
+    times = []
+    hits = 0
+    for i, query in enumerate(queries):
+        start = time.perf_counter()
+        scores = space.scores(query[None], titles)
+        times.append(time.perf_counter() - start)
+        hits += int(scores[0].argmax() == owner[i])
+    new = unit_rows(
+        centres[:50][rng.integers(0, 50, enroll)]
+        + 0.6 * unit_rows(rng.standard_normal((enroll, dim)).astype(np.float32))
+    )
+    start = time.perf_counter()
+    grown = space.extended(new, rng.integers(0, 50, enroll))
+    grown.index()
+    calibrate(grown, [f"a{t % 997}" for t in range(titles)], np.zeros(titles, bool))
+    enroll_seconds = time.perf_counter() - start
+    times_ms = np.array(times) * 1000
+    return {
+        "titles": titles,
+        "exemplars": exemplars,
+        "dim": dim,
+        "graph_build_seconds": round(build, 1),
+        "query_p50_ms": round(float(np.percentile(times_ms, 50)), 2),
+        "query_p99_ms": round(float(np.percentile(times_ms, 99)), 2),
+        "queries": len(queries),
+        "top1_title_of_own_cluster": round(hits / len(queries), 3),
+        "enroll_images": enroll,
+        "enroll_seconds_beyond_forward": round(enroll_seconds, 1),
+    }
+
+
+def synthetic_child(root: Path, images: int, dim: int) -> dict:
+    """Write `images` generated feature rows in shards of 512, then gather them all into a memmap."""
+    rng = np.random.default_rng(0)
+    digests_all = []
+    start = time.perf_counter()
+    with FeatureStore(root) as store:
+        for first in range(0, images, 512):
+            count = min(512, images - first)
+            digests = np.array([f"{i:064x}" for i in range(first, first + count)])
+            digests_all.extend(digests.tolist())
+            name = f"synthetic-{first:09d}"
+            write_shard(
+                store.shard_path("enc-synthetic", name),
+                ShardContents(
+                    digests,
+                    rng.standard_normal((count, dim), np.float32).astype(np.float16),
+                    np.ones(count, bool),
+                    np.zeros(count, np.int64),
+                    np.full(count, ""),
+                ),
+            )
+            store.add_shard("enc-synthetic", name)
+        written = time.perf_counter() - start
+        out = np.lib.format.open_memmap(
+            root / "gathered.npy", mode="w+", dtype=np.float16, shape=(images, dim)
+        )
+        start = time.perf_counter()
+        found, *_ = store.gather("enc-synthetic", digests_all, out)
+        read = time.perf_counter() - start
+        del digests_all
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its parent's.
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak_mb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    return {
+        "images": images,
+        "dim": dim,
+        "bytes": sum(p.stat().st_size for p in root.rglob("*.npz")),
+        "write_img_per_s": round(images / written),
+        "gather_img_per_s": round(images / read),
+        "all_found": bool(found.all()),
+        "peak_rss_mb": round(peak_mb),
+    }
+
+
+def synthetic(sizes: list[int], dim: int, work: Path) -> list[dict]:
+    results = []
+    for images in sizes:
+        root = work / f"synthetic-{images}"
+        shutil.rmtree(root, ignore_errors=True)
+        child = subprocess.run(
+            [sys.executable, __file__, "--synthetic-child", str(root), str(images), str(dim)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        results.append(json.loads(child.stdout))
+        shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--synthetic-child":
+        print(json.dumps(synthetic_child(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--images", type=int, default=1024)
+    parser.add_argument("--work", type=Path, default=Path("data/bench-catalog"))
+    parser.add_argument("--parts", default="throughput,incremental,kill,ray,ray-cluster,synthetic,queries")
+    parser.add_argument("--synthetic-images", default="100000,1000000")
+    parser.add_argument("--synthetic-dim", type=int, default=1024)
+    parser.add_argument("--query-titles", type=int, default=10_000)
+    parser.add_argument("--query-exemplars", type=int, default=1_000_000)
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if not (args.data_dir / "manifest.csv").is_file():
+        sys.exit(f"error: {args.data_dir / 'manifest.csv'}: not found; build it with icon_themes.py")
+    from datasets.tf_runtime import import_tensorflow
+
+    import_tensorflow()
+    all_paths = manifest_paths(args.data_dir)
+    rng = np.random.default_rng(0)
+    all_paths = [all_paths[i] for i in rng.permutation(len(all_paths))]
+    paths = all_paths[: args.images]
+    args.work.mkdir(parents=True, exist_ok=True)
+    spec, convert_seconds = converted_encoder(args.work / "encoder", paths)
+    results: dict = {
+        "encoder": spec.key,
+        "encoder_dim": spec.dim,
+        "convert_seconds": round(convert_seconds, 1),
+    }
+    if "throughput" in parts:
+        results["throughput"] = throughput(paths, spec, args.work)
+    if "incremental" in parts:
+        results["incremental"] = incremental(all_paths, args.images, spec, args.work)
+    if "kill" in parts:
+        results["kill"] = kill_and_rerun(all_paths[: max(args.images, 2048)], spec, args.work)
+    if "ray" in parts:
+        results["ray"] = ray_engine(paths, spec, args.work)
+    if "ray-cluster" in parts:
+        results["ray_cluster"] = ray_cluster(paths, spec, args.work)
+    if "queries" in parts:
+        results["queries"] = catalog_queries(args.query_titles, args.query_exemplars)
+    if "synthetic" in parts:
+        results["synthetic"] = synthetic(
+            [int(n) for n in args.synthetic_images.split(",")], args.synthetic_dim, args.work
+        )
+    print(
+        json.dumps(
+            {
+                "benchmark": "catalog_scale",
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "machine": {
+                    "cpus": len(os.sched_getaffinity(0)),
+                    "python": platform.python_version(),
+                    "processor": platform.processor() or platform.machine(),
+                },
+                "data": str(args.data_dir),
+                "results": results,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
