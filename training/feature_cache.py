@@ -1,5 +1,10 @@
 """Each image encoded once by a frozen backbone, its features kept in a memory-mapped file.
 
+Training no longer encodes through this module: the feature store (`datasets.features`,
+`training.stored_features`) replaced it. It stays as the baseline that
+`benchmarks/catalog_scale.py` measures the store against (the Keras backbone, one file per
+run), and `EncodedImages` is what both hand the trainer.
+
 A frozen backbone gives the same features every epoch, so frozen training encodes every
 image once (decoding, resizing and the network, in parallel threads) and trains the heads
 on the stored rows. The file is named by a key over the image files (path, size, mtime),

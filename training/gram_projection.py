@@ -4,7 +4,9 @@ A `GramPooling(channels=K)` layer projects its tap's C channels onto K direction
 the Gram matrix. The directions are the top-K eigenvectors of the training images' mean
 (uncentred) C x C Gram matrix: the subspace that holds most of the tap's correlation
 energy. Like a Normalization layer's statistics they come from data, not gradients, so
-they are fitted once, before any image is encoded, from a sample of the training images.
+they are fitted once per run from a sample of the training images: from their Gram matrices
+in the feature store (`training.stored_features`, no pass of the network), or here from the
+images themselves (`fit_gram_projections`, the reference the store's fit agrees with).
 """
 
 from __future__ import annotations
@@ -75,21 +77,6 @@ def set_from_mean_grams(layers: Sequence[GramPooling], means: Sequence[np.ndarra
         log.info("%s: %d of %d channels keep %.1f%% of the mean Gram energy", layer.name, layer.channels,
                  len(values), 100 * values[order].sum() / values.sum())
     return fitted
-
-
-def fit_or_reload_projections(backbone: keras.Model, paths: Sequence[Path], size: tuple[int, int], seed: int,
-                              saved: Path) -> None:
-    """Fit the projections once per run and keep them in `saved`; a later call (a resumed run)
-    sets the saved ones, so its cached features and checkpoints stay valid."""
-    if saved.is_file():
-        with np.load(saved) as fitted:
-            set_gram_projections(backbone, dict(fitted))
-        return
-    fitted = fit_gram_projections(backbone, paths, size, seed)
-    if fitted:
-        tmp = saved.with_name(saved.stem + ".tmp.npz")
-        np.savez(tmp, **fitted)
-        tmp.replace(saved)
 
 
 def set_gram_projections(backbone: keras.Model, fitted: dict[str, np.ndarray]) -> None:

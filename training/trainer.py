@@ -2,9 +2,9 @@
 
 Phases by backbone and `train.mode`:
 - a backbone trained from scratch (style_cnn, webtoon_cnn): one phase, "train", on images;
-- a pretrained backbone: "frozen" first, the heads trained on cached features (every image
-  encoded once, `training.feature_cache`), then with `fine_tune` a "fine_tune" phase on
-  images with the backbone's top layers unfrozen and batch norm frozen.
+- a pretrained backbone: "frozen" first, the heads trained on stored features (every image
+  encoded once into the feature store, `training.stored_features`), then with `fine_tune` a
+  "fine_tune" phase on images with the backbone's top layers unfrozen and batch norm frozen.
 
 The run folder (`runs/<name>/`) holds config.yaml (resolved), state.json, history.csv,
 curves.png, tensorboard/, the checkpoints (heads_best.keras and heads_last.keras for the
