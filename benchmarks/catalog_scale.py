@@ -75,6 +75,23 @@ def fresh_store(spec, root: Path):
     return EncoderSpec.load(root, spec.key)
 
 
+def encode_command(paths: list[Path], manifest: Path, root: Path, *extra: str) -> list[str]:
+    """`python -m training.encode` over `paths` (written to `manifest` with absolute paths) into `root`."""
+    manifest.write_text("image,title,author,genres\n" + "".join(f"{p.resolve()},t,a,\n" for p in paths))
+    return [
+        sys.executable,
+        "-m",
+        "training.encode",
+        "--manifest",
+        str(manifest),
+        "--store",
+        str(root),
+        "--quiet",
+        "--json",
+        *extra,
+    ]
+
+
 def timed_store_run(spec, paths, engine="local", workers=None):
     start = time.perf_counter()
     with FeatureStore(spec.root) as store:
@@ -136,19 +153,7 @@ def incremental(all_paths: list[Path], n: int, spec, work: Path) -> dict:
 
 def kill_and_rerun(paths: list[Path], spec, work: Path) -> dict:
     store_spec = fresh_store(spec, work / "store-kill")
-    manifest = work / "kill.csv"
-    manifest.write_text("image,title,author,genres\n" + "".join(f"{p.resolve()},t,a,\n" for p in paths))
-    command = [
-        sys.executable,
-        "-m",
-        "training.encode",
-        "--manifest",
-        str(manifest),
-        "--store",
-        str(store_spec.root),
-        "--quiet",
-        "--json",
-    ]
+    command = encode_command(paths, work / "kill.csv", store_spec.root)
     shards = store_spec.root / "shards" / spec.key
     planned = -(-len(paths) // 512)
     victim = subprocess.Popen(
@@ -203,8 +208,6 @@ def ray_cluster(paths: list[Path], spec, work: Path) -> dict:
     them with --ray-address; one worker is killed with SIGKILL mid-run. Ends with `ray stop`, which
     stops every Ray process of this user on the machine."""
     store_spec = fresh_store(spec, work / "store-cluster")
-    manifest = work / "cluster.csv"
-    manifest.write_text("image,title,author,genres\n" + "".join(f"{p.resolve()},t,a,\n" for p in paths))
     ray = str(Path(sys.executable).with_name("ray"))
     env = {**os.environ, "RAY_AUTH_MODE": "token"}  # Ray 2.60's `ray start --head` turns token auth on
     address = "127.0.0.1:6390"
@@ -233,27 +236,11 @@ def ray_cluster(paths: list[Path], spec, work: Path) -> dict:
             capture_output=True,
         )
         start = time.perf_counter()
+        command = encode_command(
+            paths, work / "cluster.csv", store_spec.root, "--engine", "ray", "--ray-address", address
+        )
         run = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "training.encode",
-                "--manifest",
-                str(manifest),
-                "--store",
-                str(store_spec.root),
-                "--engine",
-                "ray",
-                "--ray-address",
-                address,
-                "--quiet",
-                "--json",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
         killed = False
         while run.poll() is None and not killed:
@@ -312,11 +299,11 @@ def catalog_queries(titles: int, exemplars: int, dim: int = 128, enroll: int = 1
         times.append(time.perf_counter() - start)
         hits += int(scores[0].argmax() == owner[i])
     new = unit_rows(
-        centres[:50][rng.integers(0, 50, enroll)]
+        centres[rng.integers(0, min(50, titles), enroll)]
         + 0.6 * unit_rows(rng.standard_normal((enroll, dim)).astype(np.float32))
     )
     start = time.perf_counter()
-    grown = space.extended(new, rng.integers(0, 50, enroll))
+    grown = space.extended(new, rng.integers(0, min(50, titles), enroll))
     grown.index()
     calibrate(grown, [f"a{t % 997}" for t in range(titles)], np.zeros(titles, bool))
     enroll_seconds = time.perf_counter() - start
@@ -335,8 +322,25 @@ def catalog_queries(titles: int, exemplars: int, dim: int = 128, enroll: int = 1
     }
 
 
+def _status_kb(field: str) -> int:
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1])
+
+
 def synthetic_child(root: Path, images: int, dim: int) -> dict:
-    """Write `images` generated feature rows in shards of 512, then gather them all into a memmap."""
+    """Write `images` generated feature rows in shards of 512, then gather them all into a memmap.
+    Peak anonymous memory is sampled every 20 ms: the total RSS also counts the pages of the
+    memory-mapped output, which the kernel writes back and drops as it needs."""
+    import threading
+
+    peak_anon = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak_anon[0] = max(peak_anon[0], _status_kb("RssAnon"))
+
+    threading.Thread(target=sample, daemon=True).start()
     rng = np.random.default_rng(0)
     digests_all = []
     start = time.perf_counter()
@@ -365,9 +369,9 @@ def synthetic_child(root: Path, images: int, dim: int) -> dict:
         found, *_ = store.gather("enc-synthetic", digests_all, out)
         read = time.perf_counter() - start
         del digests_all
+    done.set()
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its parent's.
-    status = Path("/proc/self/status").read_text().splitlines()
-    peak_mb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    peak_mb = _status_kb("VmHWM") / 1024
     return {
         "images": images,
         "dim": dim,
@@ -376,6 +380,7 @@ def synthetic_child(root: Path, images: int, dim: int) -> dict:
         "gather_img_per_s": round(images / read),
         "all_found": bool(found.all()),
         "peak_rss_mb": round(peak_mb),
+        "peak_anonymous_mb": round(peak_anon[0] / 1024),
     }
 
 
@@ -396,6 +401,32 @@ def synthetic(sizes: list[int], dim: int, work: Path) -> list[dict]:
     return results
 
 
+def image_parts(args: argparse.Namespace, parts: set[str]) -> dict:
+    """The parts that encode real images, with the default encoder converted once for all of them."""
+    if not (args.data_dir / "manifest.csv").is_file():
+        sys.exit(f"error: {args.data_dir / 'manifest.csv'}: not found; build it with icon_themes.py")
+    from datasets.tf_runtime import import_tensorflow
+
+    import_tensorflow()
+    all_paths = manifest_paths(args.data_dir)
+    all_paths = [all_paths[i] for i in np.random.default_rng(0).permutation(len(all_paths))]
+    paths = all_paths[: args.images]
+    args.work.mkdir(parents=True, exist_ok=True)
+    spec, convert_seconds = converted_encoder(args.work / "encoder", paths)
+    results = {"encoder": spec.key, "encoder_dim": spec.dim, "convert_seconds": round(convert_seconds, 1)}
+    if "throughput" in parts:
+        results["throughput"] = throughput(paths, spec, args.work)
+    if "incremental" in parts:
+        results["incremental"] = incremental(all_paths, args.images, spec, args.work)
+    if "kill" in parts:
+        results["kill"] = kill_and_rerun(all_paths[: max(args.images, 2048)], spec, args.work)
+    if "ray" in parts:
+        results["ray"] = ray_engine(paths, spec, args.work)
+    if "ray-cluster" in parts:
+        results["ray_cluster"] = ray_cluster(paths, spec, args.work)
+    return results
+
+
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--synthetic-child":
         print(json.dumps(synthetic_child(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))))
@@ -411,35 +442,13 @@ def main() -> None:
     parser.add_argument("--query-exemplars", type=int, default=1_000_000)
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    if not (args.data_dir / "manifest.csv").is_file():
-        sys.exit(f"error: {args.data_dir / 'manifest.csv'}: not found; build it with icon_themes.py")
-    from datasets.tf_runtime import import_tensorflow
-
-    import_tensorflow()
-    all_paths = manifest_paths(args.data_dir)
-    rng = np.random.default_rng(0)
-    all_paths = [all_paths[i] for i in rng.permutation(len(all_paths))]
-    paths = all_paths[: args.images]
-    args.work.mkdir(parents=True, exist_ok=True)
-    spec, convert_seconds = converted_encoder(args.work / "encoder", paths)
-    results: dict = {
-        "encoder": spec.key,
-        "encoder_dim": spec.dim,
-        "convert_seconds": round(convert_seconds, 1),
-    }
-    if "throughput" in parts:
-        results["throughput"] = throughput(paths, spec, args.work)
-    if "incremental" in parts:
-        results["incremental"] = incremental(all_paths, args.images, spec, args.work)
-    if "kill" in parts:
-        results["kill"] = kill_and_rerun(all_paths[: max(args.images, 2048)], spec, args.work)
-    if "ray" in parts:
-        results["ray"] = ray_engine(paths, spec, args.work)
-    if "ray-cluster" in parts:
-        results["ray_cluster"] = ray_cluster(paths, spec, args.work)
+    results: dict = {}
+    if parts & {"throughput", "incremental", "kill", "ray", "ray-cluster"}:
+        results.update(image_parts(args, parts))
     if "queries" in parts:
         results["queries"] = catalog_queries(args.query_titles, args.query_exemplars)
     if "synthetic" in parts:
+        args.work.mkdir(parents=True, exist_ok=True)
         results["synthetic"] = synthetic(
             [int(n) for n in args.synthetic_images.split(",")], args.synthetic_dim, args.work
         )

@@ -44,3 +44,16 @@ def test_author_probes_bad_input_is_one_line(tmp_path):
     result = run_probes(str(DEMO), "--manifest", str(manifest))
     assert result.returncode == 1
     assert result.stderr == f"error: {manifest}: author 'nobody' is not one of the bundle's authors\n"
+
+
+def test_catalog_scale_synthetic_store_and_queries_print_their_figures(tmp_path):
+    """The parts of benchmarks/catalog_scale.py that need no images, at toy sizes."""
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "catalog_scale.py"), str(tmp_path),
+                             "--work", str(tmp_path / "work"), "--parts", "synthetic,queries",
+                             "--synthetic-images", "600,1200", "--synthetic-dim", "8", "--query-titles", "20",
+                             "--query-exemplars", "400"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout)["results"]
+    assert [s["images"] for s in figures["synthetic"]] == [600, 1200]
+    assert all(s["all_found"] and s["peak_anonymous_mb"] > 0 for s in figures["synthetic"])
+    assert figures["queries"]["exemplars"] == 400 and figures["queries"]["top1_title_of_own_cluster"] > 0.9

@@ -17,6 +17,7 @@ pytest.importorskip("tensorflow")
 
 from datasets.features.digests import content_digests
 from datasets.features.engines import encode_missing, parse_part
+from datasets.features.reaper import descendants
 from datasets.features.store import FeatureStore
 from tests.conftest import REPO
 from tests.imagegen import style_image
@@ -178,24 +179,11 @@ def test_a_killed_encoder_loses_at_most_its_shard_in_flight_and_a_rerun_finishes
 
 
 def _descendants(pid: int) -> list[tuple[int, str]]:
-    """(pid, command line) of every process below `pid`, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            try:
-                command = (Path("/proc") / str(child) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            found.append((child, command))
-            todo.append(child)
+    """(pid, command line) of every process below `pid`."""
+    found = []
+    for child in descendants(pid):
+        with contextlib.suppress(OSError):
+            found.append((child, Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()))
     return found
 
 

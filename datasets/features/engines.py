@@ -160,10 +160,11 @@ def _ray_loop(ray, store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask
     actors.extend(remote.remote(str(store.root), spec.key, 1) for _ in range(count))
     queue, running, results = list(reversed(tasks)), {}, []
     while queue or running:
-        for actor in actors:
-            while queue and sum(1 for a, _ in running.values() if a is actor) < _IN_FLIGHT_PER_ACTOR:
-                task = queue.pop()
-                running[actor.encode.remote(task)] = (actor, task)
+        for depth in range(1, _IN_FLIGHT_PER_ACTOR + 1):  # every actor one shard before any gets two
+            for actor in actors:
+                if queue and sum(1 for a, _ in running.values() if a is actor) < depth:
+                    task = queue.pop()
+                    running[actor.encode.remote(task)] = (actor, task)
         done, _ = ray.wait(list(running), num_returns=1)
         running.pop(done[0])
         result = ray.get(done[0])
