@@ -48,10 +48,10 @@ def test_author_probes_bad_input_is_one_line(tmp_path):
 
 def test_catalog_scale_synthetic_store_and_queries_print_their_figures(tmp_path):
     """The parts of benchmarks/catalog_scale.py that need no images, at toy sizes."""
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "catalog_scale.py"), str(tmp_path),
-                             "--work", str(tmp_path / "work"), "--parts", "synthetic,queries",
-                             "--synthetic-images", "600,1200", "--synthetic-dim", "8", "--query-titles", "20",
-                             "--query-exemplars", "400"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    command = [sys.executable, str(REPO / "benchmarks" / "catalog_scale.py"), str(tmp_path), "--work",
+               str(tmp_path / "work"), "--parts", "synthetic,queries", "--synthetic-images", "600,1200",
+               "--synthetic-dim", "8", "--query-titles", "20", "--query-exemplars", "400"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(result.stdout)["results"]
     assert [s["images"] for s in figures["synthetic"]] == [600, 1200]

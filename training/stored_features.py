@@ -33,7 +33,7 @@ from training.gram_projection import (
     set_from_mean_grams,
     set_gram_projections,
 )
-from training.style_encoder import ensure_encoder, mean_grams, run_transform
+from training.style_encoder import ensure_encoder, keras_encoder, mean_grams, run_transform
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,13 @@ def encode_through_store(paths: Sequence[Path], train_count: int, backbone: kera
         spec = ensure_encoder(store, config.model, size, config.train.seed, paths[:64])
         digests = content_digests(store, paths, progress=progress)
         features = config.features
+        import tensorflow as tf
+
+        # LiteRT is the fastest runtime measured on a CPU; on a GPU, Keras is.
+        on_gpu = features.engine == "local" and bool(tf.config.list_physical_devices("GPU"))
         report = encode_missing(store, spec, digests, paths, features.engine,
-                                ray_address=features.ray_address, workers=features.workers, progress=progress)
+                                ray_address=features.ray_address, workers=features.workers, progress=progress,
+                                encoder=keras_encoder(config.model, size) if on_gpu else None)
         _set_projections(store, spec, backbone, digests[:train_count], config.train.seed,
                          run_dir / "gram_projection.npz")
         return _gather(store, spec, backbone, digests, paths, cache_dir, report.images_encoded > 0)

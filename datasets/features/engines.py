@@ -65,9 +65,11 @@ def parse_part(text: str | None) -> tuple[int, int] | None:
 def encode_missing(store: FeatureStore, spec: EncoderSpec, digests: Sequence[str | None],
                    paths: Sequence[str | os.PathLike], engine: str = "local",
                    part: tuple[int, int] | None = None,
-                   ray_address: str | None = None, workers: int | None = None, progress: bool = True
-                   ) -> EncodeReport:
-    """Encode every image of `digests` (None: unreadable, skipped) that the store lacks."""
+                   ray_address: str | None = None, workers: int | None = None, progress: bool = True,
+                   encoder=None) -> EncodeReport:
+    """Encode every image of `digests` (None: unreadable, skipped) that the store lacks. `encoder`
+    (local engine only): a callable uint8 [n, H, W, 3] -> [n, dim] instead of the spec's LiteRT
+    network, e.g. the Keras backbone on a GPU."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
     started = time.perf_counter()
@@ -82,7 +84,7 @@ def encode_missing(store: FeatureStore, spec: EncoderSpec, digests: Sequence[str
         elif engine == "ray":
             results = _run_ray(store, spec, tasks, ray_address, workers, bar)
         else:
-            results = _run_local(store, spec, tasks, workers, bar)
+            results = _run_local(store, spec, tasks, encoder or LiteRTEncoder(spec, workers), bar)
     written = [r for r in results if not r.skipped]
     report = EncodeReport(engine, len(digests), len(missing), len(tasks), len(written),
                           sum(r.images for r in written), sum(r.images - r.usable for r in written),
@@ -91,9 +93,8 @@ def encode_missing(store: FeatureStore, spec: EncoderSpec, digests: Sequence[str
     return report
 
 
-def _run_local(store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask], threads: int | None,
-               bar) -> list[ShardResult]:
-    encoder = LiteRTEncoder(spec, threads)
+def _run_local(store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask], encoder, bar
+               ) -> list[ShardResult]:
     results = []
     for task in tasks:
         result = encode_shard(task, encoder, spec.size, spec.dim, store.shard_path(spec.key, task.name),
