@@ -3,6 +3,7 @@
     python -m inference.enroll --bundle DIR SRC          SRC: ROOT/<author>/<title>/<image> or a CSV manifest
     python -m inference.enroll --bundle DIR --catalog data/catalog.sqlite --split train
     python -m inference.enroll --bundle DIR --remove TITLE
+    ... --store DIR                                      reuse and keep the model's outputs in a feature store
 
 Images are encoded with the bundle's own LiteRT model (TensorFlow is never imported). A title
 the bundle has is updated (its mean embedding, thumbnails, genres, image count); an author it
@@ -33,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--catalog", help="enroll a split of this catalog instead of SRC")
     parser.add_argument("--split", help="with --catalog: the split to enroll (train, val or test)")
     parser.add_argument("--remove", metavar="TITLE", help="take this title out of the bundle")
+    parser.add_argument("--store", help="feature store folder: images run through this model before are "
+                        "not run again, and new ones are kept there")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -69,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"removed {args.remove!r}: {len(bundle.titles)} titles left")
             return 0
         images, skipped, source = read_images(args)
-        report = enroll(args.bundle, images, source, progress=not args.quiet)
+        report = enroll(args.bundle, images, source, progress=not args.quiet, store=args.store)
     except (BundleError, ImageError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

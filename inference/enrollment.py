@@ -84,15 +84,16 @@ class _Title:
 
 
 def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source: str, progress: bool = True,
-           finder: StyleFinder | None = None) -> EnrollReport:
-    """Encode `images` with the bundle's model and add or update their titles in the bundle."""
+           finder: StyleFinder | None = None, store: str | os.PathLike | None = None) -> EnrollReport:
+    """Encode `images` with the bundle's model and add or update their titles in the bundle;
+    `store`: a feature store folder the outputs are read from where it has them, and kept in."""
     bundle_dir = Path(bundle_dir)
     report = EnrollReport()
     with _locked(bundle_dir):
         finder = finder or StyleFinder(bundle_dir)
         finder.refresh()
         bundle = finder.bundle
-        titles = _encode(finder, images, report, progress)
+        titles = _encode(finder, images, report, progress, store)
         if not titles:
             return report
         known = {t.name: i for i, t in enumerate(bundle.titles)}
@@ -152,34 +153,64 @@ def remove_title(bundle_dir: str | os.PathLike, title: str) -> Bundle:
                        authors, [e for e in bundle.enrolled if e.title != title])
 
 
-def _encode(finder: StyleFinder, images: Sequence[EnrollImage], report: EnrollReport, progress: bool
-            ) -> dict[str, _Title]:
+def _encode(finder: StyleFinder, images: Sequence[EnrollImage], report: EnrollReport, progress: bool,
+            store: str | os.PathLike | None = None) -> dict[str, _Title]:
     titles: dict[str, _Title] = {}
-    size = finder.bundle.image_size
-    bar = tqdm(total=len(images), desc="enroll", unit="img", disable=not progress)
-    for start in range(0, len(images), BATCH):
-        batch, pixels = [], []
-        for image in images[start:start + BATCH]:
-            try:
-                pixels.append(load_resized(image.path, size, finder.max_pixels))
-                batch.append(image)
-            except ImageError as err:
-                named = image.origin and image.origin != str(image.path)  # a manifest line, not the path
-                report.rejected.append(f"{image.origin}: {err}" if named else str(err))
-        if batch:
-            outputs = finder.encode(np.stack(pixels))
-            vectors = finder.exemplar_vectors(finder.bundle, outputs)
-            for image, embedding, vector in zip(batch, outputs["embedding"], vectors, strict=True):
-                found = titles.setdefault(image.title, _Title(image.author, np.zeros_like(embedding)))
-                found.total = found.total + unit_rows(embedding)
-                found.exemplars.append(vector)
-                found.count += 1
-                found.genres.update(image.genres)
-                if len(found.thumbnails) < THUMBNAILS_PER_TITLE:
-                    found.thumbnails.append(image.path)
-        bar.update(len(images[start:start + BATCH]))
-    bar.close()
+    batches = _stored_batches(finder, images, report, store, progress) if store else \
+        _encoded_batches(finder, images, report, progress)
+    for batch, outputs in batches:
+        vectors = finder.exemplar_vectors(finder.bundle, outputs)
+        for image, embedding, vector in zip(batch, outputs["embedding"], vectors, strict=True):
+            found = titles.setdefault(image.title, _Title(image.author, np.zeros_like(embedding)))
+            found.total = found.total + unit_rows(embedding)
+            found.exemplars.append(vector)
+            found.count += 1
+            found.genres.update(image.genres)
+            if len(found.thumbnails) < THUMBNAILS_PER_TITLE:
+                found.thumbnails.append(image.path)
     return titles
+
+
+def _reject(report: EnrollReport, image: EnrollImage, problem: str) -> None:
+    named = image.origin and image.origin != str(image.path)  # a manifest line, not the path
+    report.rejected.append(f"{image.origin}: {problem}" if named else problem)
+
+
+def _encoded_batches(finder: StyleFinder, images: Sequence[EnrollImage], report: EnrollReport, progress: bool
+                     ) -> Iterator[tuple[list[EnrollImage], dict[str, np.ndarray]]]:
+    size = finder.bundle.image_size
+    with tqdm(total=len(images), desc="enroll", unit="img", disable=not progress) as bar:
+        for start in range(0, len(images), BATCH):
+            batch, pixels = [], []
+            for image in images[start:start + BATCH]:
+                try:
+                    pixels.append(load_resized(image.path, size, finder.max_pixels))
+                    batch.append(image)
+                except ImageError as err:
+                    _reject(report, image, str(err))
+            if batch:
+                yield batch, finder.encode(np.stack(pixels))
+            bar.update(len(images[start:start + BATCH]))
+
+
+def _stored_batches(finder: StyleFinder, images: Sequence[EnrollImage], report: EnrollReport,
+                    store: str | os.PathLike, progress: bool
+                    ) -> Iterator[tuple[list[EnrollImage], dict[str, np.ndarray]]]:
+    """The outputs from a feature store, encoding there only what it lacks."""
+    from inference.stored_outputs import StoredOutputs
+
+    stored = StoredOutputs(finder, store, progress)
+    try:
+        for start, outputs, problems in stored.chunks([image.path for image in images]):
+            good = [i for i, problem in enumerate(problems) if problem is None]
+            for i, problem in enumerate(problems):
+                if problem is not None:
+                    _reject(report, images[start + i], problem)
+            if good:
+                rows = {name: value[good] for name, value in outputs.items()}
+                yield [images[start + i] for i in good], rows
+    finally:
+        stored.close()
 
 
 def _commit(bundle: Bundle, entries: list[TitleEntry], embeddings: np.ndarray, exemplars: TitleExemplars,

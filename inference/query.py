@@ -140,6 +140,13 @@ class StyleFinder:
     def query(self, images: list[ImageInput], k: int = 10, mode: str = "embedding",
               names: list[str] | None = None) -> list[SimilarityResult]:
         """One result per image; an unreadable image raises ImageError naming it."""
+        size = self._catalog.bundle.image_size
+        pixels = np.stack([load_resized(image, size, self.max_pixels) for image in images])
+        return self.answer(self.encode(pixels), names or [_name(image) for image in images], k, mode)
+
+    def answer(self, outputs: dict[str, np.ndarray], names: list[str], k: int = 10, mode: str = "embedding"
+               ) -> list[SimilarityResult]:
+        """Results from the model's outputs for `names` (one row each), e.g. read from a feature store."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
         catalog = self._catalog  # one snapshot for the whole query
@@ -147,12 +154,8 @@ class StyleFinder:
             raise BundleError(f"{catalog.bundle.path}: this bundle has no author head; use --mode embedding")
         if not k >= 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        size = catalog.bundle.image_size
-        pixels = np.stack([load_resized(image, size, self.max_pixels) for image in images])
-        outputs = self.encode(pixels)
-        names = names or [_name(image) for image in images]
         return [self._result(catalog, names[i], {key: value[i] for key, value in outputs.items()}, k, mode)
-                for i in range(len(images))]
+                for i in range(len(names))]
 
     def encode(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 [n, H, W, 3] at the bundle's size -> the model's outputs."""

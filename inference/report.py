@@ -1,7 +1,7 @@
 """Top-k similarity reports: one self-contained HTML page and a PNG contact sheet per query.
 
     python -m inference.report IMAGES_OR_DIR [...] --out DIR [--bundle DIR] [--top-k 10]
-                               [--mode embedding|author]
+                               [--mode embedding|author] [--store DIR]
 
     DIR/index.html      the page; every picture it shows is copied beside it
     DIR/queries/        the query images (PNG, at most 256 px)
@@ -19,12 +19,14 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from html import escape
 from pathlib import Path
 
+from PIL import Image
 from tqdm import tqdm
 
+from datasets.features.store import StoreError
 from datasets.images import ImageError, file_problem, is_image_name, load_image
 from inference.bundle import BundleError
 from inference.contact_sheet import draw_contact_sheet
@@ -60,9 +62,46 @@ def collect_images(sources: Sequence[str]) -> list[Path]:
     return images
 
 
+def _answers(finder: StyleFinder, images: Sequence[Path], k: int, mode: str, store: str | None
+             ) -> Iterator[tuple[Path, Image.Image | None, SimilarityResult | str]]:
+    """Each image, its picture and its result, or None and why it could not be read. With a
+    feature store the model's outputs come from there (a chunk at a time); the picture is still
+    read for the page."""
+    if store is None:
+        for path in images:
+            try:
+                picture = load_image(path, finder.max_pixels)
+            except ImageError as err:
+                yield path, None, str(err)
+                continue
+            yield path, picture, finder.query([picture], k, mode, names=[str(path)])[0]
+        return
+    from inference.stored_outputs import StoredOutputs
+
+    stored = StoredOutputs(finder, store, progress=False)
+    try:
+        for start, outputs, problems in stored.chunks(images):
+            for i, problem in enumerate(problems):
+                path = images[start + i]
+                if problem is None:
+                    try:
+                        picture = load_image(path, finder.max_pixels)
+                    except ImageError as err:  # changed since it was stored
+                        yield path, None, str(err)
+                        continue
+                    row = {name: value[i:i + 1] for name, value in outputs.items()}
+                    yield path, picture, finder.answer(row, [str(path)], k, mode)[0]
+                else:
+                    yield path, None, problem
+    finally:
+        stored.close()
+
+
 def write_report(finder: StyleFinder, images: Sequence[Path], out: Path, k: int = 10,
-                 mode: str = "embedding", progress: bool = True) -> tuple[Path, list[str]]:
+                 mode: str = "embedding", progress: bool = True, store: str | None = None
+                 ) -> tuple[Path, list[str]]:
     """Write the report folder; returns index.html and one line per image that could not be read.
+    `store`: a feature store folder the model's outputs are read from and kept in.
 
     The new report is built beside the old one and swapped in with renames, so that at every
     moment one complete report exists: in `out`, or, for an instant, in `out.old` (a run killed
@@ -74,13 +113,12 @@ def write_report(finder: StyleFinder, images: Sequence[Path], out: Path, k: int 
         (tmp / sub).mkdir(parents=True)
     sections, errors, copied = [], [], {}
     try:
-        for n, path in enumerate(tqdm(images, desc="report", unit="img", disable=not progress)):
-            try:
-                picture = load_image(path, finder.max_pixels)
-            except ImageError as err:
-                errors.append(str(err))
+        answers = tqdm(_answers(finder, images, k, mode, store), total=len(images), desc="report", unit="img",
+                       disable=not progress)
+        for n, (_, picture, result) in enumerate(answers):
+            if picture is None:
+                errors.append(result)
                 continue
-            result = finder.query([picture], k, mode, names=[str(path)])[0]
             query_name = f"queries/{n:05d}.png"
             small = picture.copy()
             small.thumbnail((QUERY_SIDE, QUERY_SIDE))
@@ -164,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mode", choices=MODES, default="embedding")
     parser.add_argument("--out", type=Path, required=True, help="report folder (replaced if it exists)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--store", help="feature store folder: outputs of images run before are reused")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     if not 1 <= args.top_k <= 100:
@@ -182,8 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         finder = StyleFinder(args.bundle)
-        page, errors = write_report(finder, images, args.out, args.top_k, args.mode, not args.quiet)
-    except (BundleError, ImportError) as err:
+        page, errors = write_report(finder, images, args.out, args.top_k, args.mode, not args.quiet,
+                                    args.store)
+    except (BundleError, ImportError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     for error in errors:

@@ -1,9 +1,11 @@
 """Who drew it, what is it, and which titles look like it.
 
     python -m inference.similar IMAGE [IMAGE ...] [--bundle DIR] [--top-k 10]
-                                [--mode embedding|author] [--json]
+                                [--mode embedding|author] [--json] [--store DIR]
 
-With no --bundle it answers from the demo model shipped in the package.
+With no --bundle it answers from the demo model shipped in the package. With --store, the
+model's outputs are read from that feature store where it has them and stored where it does
+not, so querying the same images again (or a catalog enrolled before) runs no network.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from datasets.features.store import StoreError
 from datasets.images import ImageError, load_image
 from inference.bundle import BundleError
 from inference.query import DEMO_BUNDLE, MODES, SimilarityResult, StyleFinder
@@ -34,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="title search: exact numpy, or a usearch HNSW graph built once and saved in the "
                              "bundle (auto: the saved graph if there is one, else exact)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--store", help="feature store folder: outputs of images run before are reused")
     return parser
 
 
@@ -75,6 +79,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    try:
+        results, errors = (_from_store(finder, args) if args.store else _from_images(finder, args))
+    except (BundleError, StoreError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps(finder.document(results, errors), indent=2, ensure_ascii=False))
+    else:
+        for result in results:
+            print("\n".join(format_result(result)))
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    return EXIT_BAD_INPUT if errors else 0
+
+
+def _from_store(finder: StyleFinder, args: argparse.Namespace) -> tuple[list[SimilarityResult], list[str]]:
+    from inference.stored_outputs import StoredOutputs
+
+    stored = StoredOutputs(finder, args.store, progress=sys.stderr.isatty())
+    results, errors = [], []
+    try:
+        for start, outputs, problems in stored.chunks(args.images):
+            good = [i for i, problem in enumerate(problems) if problem is None]
+            errors.extend(problem for problem in problems if problem is not None)
+            results.extend(finder.answer({name: value[good] for name, value in outputs.items()},
+                                         [args.images[start + i] for i in good], args.top_k, args.mode))
+    finally:
+        stored.close()
+    return results, errors
+
+
+def _from_images(finder: StyleFinder, args: argparse.Namespace) -> tuple[list[SimilarityResult], list[str]]:
     results, errors = [], []
     for start in range(0, len(args.images), BATCH):
         # Each file is decoded once; a bad one costs only itself, the rest go through as one batch.
@@ -85,21 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 names.append(image)
             except ImageError as err:
                 errors.append(str(err))
-        if not pictures:
-            continue
-        try:
+        if pictures:
             results.extend(finder.query(pictures, args.top_k, args.mode, names=names))
-        except BundleError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-    if args.json:
-        print(json.dumps(finder.document(results, errors), indent=2, ensure_ascii=False))
-    else:
-        for result in results:
-            print("\n".join(format_result(result)))
-    for error in errors:
-        print(f"error: {error}", file=sys.stderr)
-    return EXIT_BAD_INPUT if errors else 0
+    return results, errors
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ class EncoderSpec:
     dim: int
     layout: tuple[dict, ...]
     root: Path
+    dtype: str = "float16"  # what the shards hold: float32 where outputs meet thresholds
 
     @property
     def tflite_path(self) -> Path:
@@ -51,7 +52,7 @@ class EncoderSpec:
 
     def to_json(self) -> dict:
         return {"key": self.key, "identity": self.identity, "size": list(self.size), "dim": self.dim,
-                "layout": list(self.layout)}
+                "layout": list(self.layout), "dtype": self.dtype}
 
     def save(self) -> None:
         self.json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ class EncoderSpec:
         try:
             data = json.loads(path.read_text())
             return cls(data["key"], data["identity"], tuple(data["size"]), int(data["dim"]),
-                       tuple(data["layout"]), root)
+                       tuple(data["layout"]), root, str(data.get("dtype", "float16")))
         except FileNotFoundError:
             raise StoreError(f"{path}: no such encoder in the store") from None
         except (ValueError, KeyError, TypeError) as err:

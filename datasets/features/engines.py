@@ -98,7 +98,7 @@ def _run_local(store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask], e
     results = []
     for task in tasks:
         result = encode_shard(task, encoder, spec.size, spec.dim, store.shard_path(spec.key, task.name),
-                              BATCH)
+                              BATCH, dtype=spec.dtype)
         store.add_shard(spec.key, task.name)
         results.append(result)
         bar.update(result.images)
@@ -115,7 +115,7 @@ class ShardWorker:
 
     def encode(self, task: ShardTask) -> ShardResult:
         return encode_shard(task, self.encoder, self.spec.size, self.spec.dim,
-                            self.store.shard_path(self.spec.key, task.name), BATCH)
+                            self.store.shard_path(self.spec.key, task.name), BATCH, dtype=self.spec.dtype)
 
     def pid(self) -> int:
         return os.getpid()

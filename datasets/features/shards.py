@@ -85,6 +85,7 @@ def encode_shard(
     batch: int = 16,
     threads: int = 2,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    dtype: str = "float16",
 ) -> ShardResult:
     """Decode (threads, overlapping the network), encode and write the shard's one file."""
     started = time.perf_counter()
@@ -98,7 +99,7 @@ def encode_shard(
             f"{socket.gethostname()} cannot read {unreachable[0]} (and {len(unreachable) - 1} "
             "more of the shard): the images must be on a filesystem every worker sees"
         )
-    features = np.zeros((n, dim), np.float16)
+    features = np.zeros((n, dim), np.dtype(dtype))
     usable = np.zeros(n, bool)
     dhash = np.zeros(n, np.int64)
     problems = [""] * n

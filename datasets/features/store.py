@@ -55,7 +55,7 @@ class StoreError(ValueError):
 @dataclass(frozen=True)
 class ShardContents:
     digests: np.ndarray  # str [n]
-    features: np.ndarray  # float16 [n, dim]; zeros where not usable
+    features: np.ndarray  # float16 [n, dim] (float32 for encoders that ask for it); zeros where not usable
     usable: np.ndarray  # bool [n]
     dhash: np.ndarray  # int64 [n]
     problems: np.ndarray  # str [n]; "" where usable
@@ -66,13 +66,18 @@ def write_shard(path: Path, contents: ShardContents) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{socket.gethostname()}-{os.getpid()}.tmp")
     with open(tmp, "wb") as handle:
-        np.savez(handle, digests=contents.digests.astype(str), features=contents.features.astype(np.float16),
+        np.savez(handle, digests=contents.digests.astype(str), features=_stored_dtype(contents.features),
                  usable=contents.usable.astype(bool), dhash=contents.dhash.astype(np.int64),
                  problems=contents.problems.astype(str))
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     return path.stat().st_size
+
+
+def _stored_dtype(features: np.ndarray) -> np.ndarray:
+    """float16 unless the features are float32 on purpose (outputs compared against thresholds)."""
+    return features if features.dtype == np.float32 else features.astype(np.float16)
 
 
 def read_shard(path: Path) -> ShardContents:

@@ -1,0 +1,108 @@
+"""A bundle's outputs for image files, through the feature store: each image is run once per model.
+
+`inference.enroll`, `inference.similar` and `inference.report` take `--store DIR` (the store
+training fills, `datasets/features/`). The bundle's network is an encoder of that store like
+any other: its key is a digest of the model file, the input size and the outputs it gives, so
+a re-exported bundle is a new encoder and a re-enrolled or re-queried catalog is not run again.
+Its rows are every output the queries read (embedding, descriptor, author, genre scores),
+side by side in float32 (genre scores meet thresholds: float16 would move some across them).
+Images are taken in chunks, so memory stays bounded whatever their number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from datasets.features.digests import content_digests
+from datasets.features.encoders import EncoderSpec, encoder_key
+from datasets.features.engines import encode_missing
+from datasets.features.store import FeatureStore
+from datasets.images import ImageError, load_image
+from inference.query import StyleFinder
+
+log = logging.getLogger(__name__)
+
+CHUNK = 4096  # images looked up, encoded and answered at a time: ~13 MB of outputs at 800 floats
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class StoredOutputs:
+    """The outputs of `finder`'s model for image files, read from the store at `root` and encoded
+    (locally, with the bundle's own runner) where the store lacks them."""
+
+    def __init__(self, finder: StyleFinder, root: str | os.PathLike, progress: bool = True):
+        self.finder = finder
+        self.store = FeatureStore(root)
+        self.progress = progress
+        bundle = finder.bundle
+        model = bundle.tflite_path if finder.backend == "litert" else bundle.keras_path
+        size = tuple(bundle.image_size)
+        probe = finder.encode(np.zeros((1, *size, 3), np.uint8))
+        self.names = sorted(probe)
+        self.widths = [int(probe[name].shape[-1]) for name in self.names]
+        parts = list(zip(self.names, self.widths, strict=True))
+        identity = {"kind": "bundle-outputs", "model_sha256": _file_digest(model), "backend": finder.backend,
+                    "size": list(size), "outputs": [[n, w] for n, w in parts], "dtype": "float32"}
+        layout = tuple({"name": n, "kind": "output", "width": w} for n, w in parts)
+        self.spec = EncoderSpec(encoder_key(identity), identity, size, sum(self.widths), layout,
+                                self.store.root, "float32")
+        if not self.spec.json_path.is_file():
+            self.spec.save()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _encode(self, pixels: np.ndarray) -> np.ndarray:
+        outputs = self.finder.encode(pixels)
+        return np.concatenate([np.asarray(outputs[n], np.float32).reshape(len(pixels), -1)
+                               for n in self.names], axis=1)
+
+    def outputs(self, paths: Sequence[str | os.PathLike]) -> tuple[dict[str, np.ndarray], list[str | None]]:
+        """For each path: its outputs ({name: [n, width]}, zeros where unreadable) and None, or the
+        one-line reason it could not be read."""
+        digests = content_digests(self.store, paths, progress=False)
+        encode_missing(self.store, self.spec, digests, paths, progress=self.progress, encoder=self._encode)
+        rows = np.zeros((len(paths), self.spec.dim), np.float32)
+        found, usable, _, _ = self.store.gather(self.spec.key, digests, rows)
+        lost = [i for i in np.flatnonzero(~found) if digests[i] is not None]
+        if lost:  # a shard found broken while reading was dropped: encode its images again
+            lost_digests, lost_paths = [digests[i] for i in lost], [paths[i] for i in lost]
+            encode_missing(self.store, self.spec, lost_digests, lost_paths, progress=False,
+                           encoder=self._encode)
+            again = np.zeros((len(lost), self.spec.dim), np.float32)
+            found_again, usable_again, _, _ = self.store.gather(self.spec.key, lost_digests, again)
+            rows[lost], found[lost], usable[lost] = again, found_again, usable_again
+        problems: list[str | None] = [None] * len(paths)
+        for i in np.flatnonzero(~(found & usable)):
+            problems[i] = _problem(paths[i])
+        parts = np.split(rows, np.cumsum(self.widths)[:-1], axis=1)
+        return dict(zip(self.names, parts, strict=True)), problems
+
+    def chunks(self, paths: Sequence[str | os.PathLike], size: int = CHUNK
+               ) -> Iterator[tuple[int, dict[str, np.ndarray], list[str | None]]]:
+        """`outputs` a chunk of paths at a time: (first position, outputs, problems)."""
+        for start in range(0, len(paths), size):
+            outputs, problems = self.outputs(paths[start:start + size])
+            yield start, outputs, problems
+
+
+def _problem(path: str | os.PathLike) -> str:
+    """Why an image the store could not use cannot be read, named by this path."""
+    try:
+        load_image(path)
+    except ImageError as err:
+        return str(err)
+    return f"{path}: could not be decoded (the feature store's record of these bytes)"
