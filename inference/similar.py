@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datasets.features.store import StoreError
 from datasets.images import ImageError, load_image
 from inference.bundle import BundleError
-from inference.query import DEMO_BUNDLE, MODES, SimilarityResult, StyleFinder
+from inference.query import DEMO_BUNDLE, MODES, RANKINGS, SimilarityResult, StyleFinder
 
 BATCH = 32
 EXIT_BAD_INPUT = 2
@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index", choices=("auto", "exact", "approximate"), default="auto",
                         help="title search: exact numpy, or a usearch HNSW graph built once and saved in the "
                              "bundle (auto: the saved graph if there is one, else exact)")
+    parser.add_argument("--rank", choices=RANKINGS, default=RANKINGS[0],
+                        help="embedding mode: titles by their nearest exemplars (default) or by their means")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--store", help="feature store folder: outputs of images run before are reused")
     return parser
@@ -75,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --top-k must be between 1 and 1000, got {args.top_k}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        finder = StyleFinder(args.bundle, backend=args.backend, index=args.index)
+        finder = StyleFinder(args.bundle, backend=args.backend, index=args.index, ranking=args.rank)
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
