@@ -173,13 +173,22 @@ class TitleExemplars:
         digest.update(np.ascontiguousarray(self.vectors[::step], np.float32).tobytes())
         return digest.hexdigest()[:16]
 
-    def leave_one_out(self, n_titles: int, per_title: int = CALIBRATION_QUERIES, seed: int = 0
-                      ) -> tuple[np.ndarray, np.ndarray]:
+    def leave_one_out(self, n_titles: int, per_title: int = CALIBRATION_QUERIES, seed: int = 0,
+                      favoured: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Scores of up to `per_title` exemplars of each title against all the others, and
         their titles: held-out figures for calibration, from the bundle's own images. Titles
-        with a single exemplar have nothing to hold out and only compete."""
+        with a single exemplar have nothing to hold out and only compete. Past
+        `CALIBRATION_BUDGET` titles, one exemplar each of that many titles: the `favoured` ones
+        ([titles] mask, the enrolled: the bias is fitted on them) up to half, the rest drawn."""
         rng = np.random.default_rng(seed)
-        members = [m for m in (np.flatnonzero(self.titles == t) for t in range(n_titles)) if len(m) >= 2]
+        order, starts = self._grouped(n_titles)
+        members = [m for m in (order[starts[t]:starts[t + 1]] for t in range(n_titles)) if len(m) >= 2]
+        if len(members) > CALIBRATION_BUDGET:
+            first = np.array([self.titles[m[0]] for m in members])
+            wanted = np.zeros(len(members), bool) if favoured is None else np.asarray(favoured, bool)[first]
+            picked = rng.permutation(np.flatnonzero(wanted))[:CALIBRATION_BUDGET // 2]
+            others = rng.permutation(np.flatnonzero(~wanted))[:CALIBRATION_BUDGET - len(picked)]
+            members = [members[i] for i in np.sort(np.concatenate([picked, others]))]
         per_title = max(1, min(per_title, CALIBRATION_BUDGET // max(len(members), 1)))
         chosen = np.concatenate([rng.permutation(m)[:per_title] for m in members]
                                 + [np.zeros(0, np.int64)]).astype(np.int64)

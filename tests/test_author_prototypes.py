@@ -150,3 +150,51 @@ def test_catalog_scale_scoring_through_the_graph_agrees_with_comparing_every_exe
     graph = graphed.index()
     grown = graphed.extended(units[:5], np.full(5, 59))
     assert grown.index() is graph and len(graph) == len(units) + 5  # extended in place, not rebuilt
+
+
+def _reference_calibration(scores, titles, enrolled, authors):
+    """The definition, term by term: every (temperature, bias) of the grid, the author's
+    probability as the product of the title softmax and the author matrix."""
+    from inference.author_prototypes import BIASES, TEMPERATURES
+
+    weights = 1.0 / np.bincount(titles, minlength=scores.shape[1])[titles]
+    truth = authors[titles].argmax(axis=1)
+    best, best_loss = None, np.inf
+    for temperature in TEMPERATURES:
+        for bias in BIASES if enrolled[titles].any() else [0.0]:
+            by_author = title_probabilities(scores, temperature, bias, enrolled) @ authors
+            loss = -(np.log(by_author[np.arange(len(titles)), truth] + 1e-12) * weights).sum() / weights.sum()
+            if loss < best_loss:
+                best, best_loss = (float(temperature), float(bias)), loss
+    return best
+
+
+@pytest.mark.parametrize("shift", [-0.2, 0.0, 0.2])
+def test_the_fast_calibration_finds_what_the_definition_does(shift):
+    from inference.author_prototypes import fit_calibration
+
+    rng = np.random.default_rng(7)
+    owner = rng.integers(0, 12, 30)
+    authors = np.eye(12, dtype=np.float32)[owner]
+    titles = rng.integers(0, 30, 500)
+    enrolled = (rng.random(30) < 0.3).astype(np.float32)
+    scores = rng.uniform(-0.2, 0.5, (500, 30)).astype(np.float32)
+    scores[np.arange(500), titles] += rng.uniform(0, 0.5, 500).astype(np.float32)
+    scores += shift * enrolled  # enrolled titles scored lower or higher: a bias either way
+    expected = _reference_calibration(scores, titles, enrolled, authors)
+    assert fit_calibration(scores, titles, enrolled, authors) == pytest.approx(expected)
+
+
+def test_past_the_budget_calibration_holds_out_one_image_of_as_many_titles_favouring_enrolled(monkeypatch):
+    import inference.title_exemplars as module
+
+    monkeypatch.setattr(module, "CALIBRATION_BUDGET", 20)
+    _, vectors, titles = _clusters([0.3] * 50, per_title=3, dim=16)
+    exemplars = TitleExemplars("embedding", np.zeros(16, np.float32), None,
+                               (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32),
+                               titles.astype(np.int32))
+    favoured = np.zeros(50, bool)
+    favoured[[3, 17, 41]] = True
+    scores, held = exemplars.leave_one_out(50, favoured=favoured)
+    assert scores.shape == (20, 50) and len(set(held.tolist())) == 20  # one image of 20 titles
+    assert {3, 17, 41} <= set(held.tolist())  # every enrolled title (fewer than half the budget)
