@@ -46,14 +46,23 @@ def test_author_probes_bad_input_is_one_line(tmp_path):
     assert result.stderr == f"error: {manifest}: author 'nobody' is not one of the bundle's authors\n"
 
 
-def test_catalog_scale_synthetic_store_and_queries_print_their_figures(tmp_path):
-    """The parts of benchmarks/catalog_scale.py that need no images, at toy sizes."""
+def test_catalog_scale_synthetic_store_and_query_parts_print_their_figures(tmp_path):
+    """The parts of benchmarks/catalog_scale.py that need no training, at toy sizes."""
+    from tests.imagegen import style_image
+
+    rows = []
+    for i in range(5):
+        style_image(i % 3, i, 40).save(tmp_path / f"i{i}.png")
+        rows.append(f"i{i}.png,t{i % 3},a{i % 3},\n")
+    (tmp_path / "manifest.csv").write_text("image,title,author,genres\n" + "".join(rows))
     command = [sys.executable, str(REPO / "benchmarks" / "catalog_scale.py"), str(tmp_path), "--work",
-               str(tmp_path / "work"), "--parts", "synthetic,queries", "--synthetic-images", "600,1200",
-               "--synthetic-dim", "8", "--query-titles", "20", "--query-exemplars", "400"]
+               str(tmp_path / "work"), "--parts", "synthetic,queries,stored-queries", "--synthetic-images",
+               "600,1200", "--synthetic-dim", "8", "--query-titles", "20", "--query-exemplars", "400",
+               "--images", "5"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(result.stdout)["results"]
     assert [s["images"] for s in figures["synthetic"]] == [600, 1200]
     assert all(s["all_found"] and s["peak_anonymous_mb"] > 0 for s in figures["synthetic"])
     assert figures["queries"]["exemplars"] == 400 and figures["queries"]["top1_title_of_own_cluster"] > 0.9
+    assert figures["stored_queries"]["images"] == 5 and figures["stored_queries"]["same_titles"]
