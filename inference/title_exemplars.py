@@ -46,6 +46,7 @@ class TitleExemplars:
     # Catalog-scale bundles only: the HNSW graph of the vectors, and the folder it is saved in.
     _index: object = field(default=None, repr=False, compare=False)
     graph_dir: Path | None = field(default=None, repr=False, compare=False)
+    _groups: tuple | None = field(default=None, repr=False, compare=False)  # see _grouped
 
     @classmethod
     def fit(cls, output: str, outputs: np.ndarray, titles: np.ndarray, dim: int = EXEMPLAR_DIM
@@ -122,8 +123,7 @@ class TitleExemplars:
             similarity = queries @ self.vectors.T
             return _title_means(similarity, self.titles, n_titles, self._counts(n_titles), exclude)
         rows, _ = self.index().search(queries, CANDIDATES + (exclude is not None))
-        order, starts = self._grouped(n_titles)
-        counts = self._counts(n_titles)
+        order, starts, counts = self._grouped(n_titles)
         out = np.empty((len(queries), n_titles), np.float32)
         for i, query in enumerate(queries):
             retrieved = rows[i][(rows[i] >= 0) & (rows[i] != (-1 if exclude is None else exclude[i]))]
@@ -139,12 +139,18 @@ class TitleExemplars:
         return out
 
     def _counts(self, n_titles: int) -> np.ndarray:
-        return np.bincount(self.titles, minlength=n_titles)
+        return self._grouped(n_titles)[2]
 
-    def _grouped(self, n_titles: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exemplar rows ordered by title, and where each title's run starts (n_titles + 1)."""
-        order = np.argsort(self.titles, kind="stable")
-        return order, np.searchsorted(self.titles[order], np.arange(n_titles + 1))
+    def _grouped(self, n_titles: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Exemplar rows ordered by title, where each title's run starts (n_titles + 1), and each
+        title's count: computed once (a sort of a million titles is 0.1 s, more than a query)."""
+        cached = self._groups
+        if cached is None or cached[0] != n_titles:
+            order = np.argsort(self.titles, kind="stable")
+            starts = np.searchsorted(self.titles[order], np.arange(n_titles + 1))
+            cached = (n_titles, order, starts, np.diff(starts))
+            object.__setattr__(self, "_groups", cached)
+        return cached[1], cached[2], cached[3]
 
     def index(self):
         """The HNSW graph of the exemplars: carried over from before an enroll (and extended),
@@ -181,7 +187,7 @@ class TitleExemplars:
         `CALIBRATION_BUDGET` titles, one exemplar each of that many titles: the `favoured` ones
         ([titles] mask, the enrolled: the bias is fitted on them) up to half, the rest drawn."""
         rng = np.random.default_rng(seed)
-        order, starts = self._grouped(n_titles)
+        order, starts, _ = self._grouped(n_titles)
         members = [m for m in (order[starts[t]:starts[t + 1]] for t in range(n_titles)) if len(m) >= 2]
         if len(members) > CALIBRATION_BUDGET:
             first = np.array([self.titles[m[0]] for m in members])
