@@ -124,7 +124,11 @@ class Bundle:
             arrays.update(self.exemplars.arrays())
         np.savez(tmp, **arrays)
         os.replace(tmp, self.path / self.title_index)
+        if self.exemplars is not None:  # an extended graph is saved before bundle.json names its exemplars
+            self.exemplars.save_graph()
         _write_atomic(self.path / MANIFEST, json.dumps(meta, indent=2, ensure_ascii=False).encode())
+        if self.exemplars is not None:
+            self.exemplars.remove_stale_graphs()
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Bundle:

@@ -72,10 +72,17 @@ class ApproximateIndex:
                            expansion_search=expansion_search, expansion_add=expansion_add)
         self.index.add(np.arange(len(vectors), dtype=np.uint64), vectors)
         if path:
-            try:
-                self.index.save(str(path))
-            except (OSError, RuntimeError) as err:
-                log.warning("%s: could not save the HNSW graph (%s); it will be built again", path, err)
+            self.save(path)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the graph to `path` (a temporary name, then a rename); a failure is a warning."""
+        tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
+        try:
+            self.index.save(str(tmp))
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as err:
+            tmp.unlink(missing_ok=True)
+            log.warning("%s: could not save the HNSW graph (%s); it will be built again", path, err)
 
     def __len__(self) -> int:
         return self.size

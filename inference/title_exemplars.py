@@ -27,6 +27,9 @@ NEIGHBOURS = 3
 EXEMPLAR_DIM = 128
 CALIBRATION_QUERIES = 64  # per title: leave-one-out queries for fitting the temperature
 CALIBRATION_BUDGET = 4096  # queries in all: a catalog of thousands of titles gets fewer per title
+# Past EXACT_EXEMPLARS a query costs ~9 ms (graph, then its candidate titles scored exactly): 1,024
+# leave-one-out queries keep the calibration of an enroll into a million exemplars near 10 s.
+GRAPH_CALIBRATION_BUDGET = 1024
 QUERY_CHUNK = 512  # queries scored at once (a [chunk, exemplars] similarity matrix)
 EXACT_EXEMPLARS = 50_000  # compared one by one up to here; an HNSW graph past it
 CANDIDATES = 256  # exemplars retrieved per query from the graph
@@ -161,15 +164,36 @@ class TitleExemplars:
         if graph is not None and len(graph) < len(self.vectors):
             graph.extend(self.vectors)
         if graph is None or len(graph) != len(self.vectors):
-            path = self.graph_dir / f"exemplars-{self.digest()}.usearch" if self.graph_dir else None
+            path = self._graph_path()
             graph = ApproximateIndex(self.vectors, path, expansion_search=CANDIDATES,
                                      expansion_add=GRAPH_EXPANSION_ADD, dtype=GRAPH_DTYPE)
             if path is not None:
-                for stale in self.graph_dir.glob("exemplars-*.usearch"):
-                    if stale != path:
-                        stale.unlink(missing_ok=True)
+                self.remove_stale_graphs()
         object.__setattr__(self, "_index", graph)
         return graph
+
+    def _graph_path(self) -> Path | None:
+        return self.graph_dir / f"exemplars-{self.digest()}.usearch" if self.graph_dir else None
+
+    def save_graph(self) -> None:
+        """Save a graph carried over and extended (an enroll) under these exemplars' name, so the
+        next process loads it instead of building it again (ten minutes at a million)."""
+        path = self._graph_path()
+        graph = self._index
+        if path is None or graph is None or path.is_file():
+            return
+        if len(graph) < len(self.vectors):
+            graph.extend(self.vectors)
+        if len(graph) == len(self.vectors):
+            graph.save(path)
+
+    def remove_stale_graphs(self) -> None:
+        """Delete the graphs of other exemplars (an earlier state of the bundle) in graph_dir."""
+        path = self._graph_path()
+        if path is not None:
+            for stale in self.graph_dir.glob("exemplars-*.usearch"):
+                if stale != path:
+                    stale.unlink(missing_ok=True)
 
     def digest(self) -> str:
         """Names a saved graph: the titles and a sample of the vectors (hashing all would cost
@@ -183,19 +207,20 @@ class TitleExemplars:
                       favoured: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Scores of up to `per_title` exemplars of each title against all the others, and
         their titles: held-out figures for calibration, from the bundle's own images. Titles
-        with a single exemplar have nothing to hold out and only compete. Past
-        `CALIBRATION_BUDGET` titles, one exemplar each of that many titles: the `favoured` ones
+        with a single exemplar have nothing to hold out and only compete. Past the budget's
+        number of titles, one exemplar each of that many titles: the `favoured` ones
         ([titles] mask, the enrolled: the bias is fitted on them) up to half, the rest drawn."""
         rng = np.random.default_rng(seed)
+        budget = CALIBRATION_BUDGET if len(self.vectors) <= EXACT_EXEMPLARS else GRAPH_CALIBRATION_BUDGET
         order, starts, _ = self._grouped(n_titles)
         members = [m for m in (order[starts[t]:starts[t + 1]] for t in range(n_titles)) if len(m) >= 2]
-        if len(members) > CALIBRATION_BUDGET:
+        if len(members) > budget:
             first = np.array([self.titles[m[0]] for m in members])
             wanted = np.zeros(len(members), bool) if favoured is None else np.asarray(favoured, bool)[first]
-            picked = rng.permutation(np.flatnonzero(wanted))[:CALIBRATION_BUDGET // 2]
-            others = rng.permutation(np.flatnonzero(~wanted))[:CALIBRATION_BUDGET - len(picked)]
+            picked = rng.permutation(np.flatnonzero(wanted))[:budget // 2]
+            others = rng.permutation(np.flatnonzero(~wanted))[:budget - len(picked)]
             members = [members[i] for i in np.sort(np.concatenate([picked, others]))]
-        per_title = max(1, min(per_title, CALIBRATION_BUDGET // max(len(members), 1)))
+        per_title = max(1, min(per_title, budget // max(len(members), 1)))
         chosen = np.concatenate([rng.permutation(m)[:per_title] for m in members]
                                 + [np.zeros(0, np.int64)]).astype(np.int64)
         scores = [self.scores(self.vectors[part], n_titles, exclude=part)

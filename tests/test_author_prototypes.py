@@ -150,6 +150,15 @@ def test_catalog_scale_scoring_through_the_graph_agrees_with_comparing_every_exe
     graph = graphed.index()
     grown = graphed.extended(units[:5], np.full(5, 59))
     assert grown.index() is graph and len(graph) == len(units) + 5  # extended in place, not rebuilt
+    grown.save_graph()  # what Bundle.save does before bundle.json names the grown exemplars
+    grown.remove_stale_graphs()
+    (kept,) = tmp_path.glob("exemplars-*.usearch")
+    assert kept.name == f"exemplars-{grown.digest()}.usearch" and kept not in saved
+    reloaded = TitleExemplars("embedding", np.zeros(32, np.float32), None, grown.vectors, grown.titles,
+                              graph_dir=tmp_path)
+    written = kept.stat().st_mtime_ns
+    assert len(reloaded.index()) == len(units) + 5  # the next process loads it: not built, not saved again
+    assert kept.stat().st_mtime_ns == written and list(tmp_path.glob("exemplars-*.usearch")) == [kept]
 
 
 def _reference_calibration(scores, titles, enrolled, authors):
