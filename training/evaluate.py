@@ -71,8 +71,26 @@ def evaluate_outputs(bundle: Bundle, outputs: dict[str, np.ndarray], rows: Seque
         prior = _genre_prior(bundle)
         result.update(genre_metrics(outputs["genres"], truth, np.array(bundle.genre_thresholds), prior,
                                     bundle.genres))
-    result.update(_title_metrics(bundle, outputs["embedding"], rows))
+    result.update(_title_metrics(bundle, _title_scores(bundle, outputs), rows))
+    result.update(_title_metrics(bundle, outputs["embedding"] @ bundle.title_embeddings.T, rows, "means_"))
     return result
+
+
+def _title_scores(bundle: Bundle, outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """[images, titles] as the query path ranks titles by default: nearest exemplars and a tenth
+    of the mean (`inference.query.exemplar_ranking`); by the means alone for a model without the
+    exemplars' output."""
+    from inference.query import exemplar_ranking
+    from inference.search import unit_rows
+
+    similarity = unit_rows(outputs["embedding"]) @ bundle.title_embeddings.T
+    exemplars = bundle.title_exemplars
+    if exemplars.output not in outputs:
+        return similarity
+    vectors = exemplars.project(outputs[exemplars.output])
+    scores = np.concatenate([exemplars.scores(vectors[i:i + 512], len(bundle.titles))
+                             for i in range(0, len(vectors), 512)] or [np.zeros((0, len(bundle.titles)))])
+    return exemplar_ranking(scores, similarity)
 
 
 def _genre_prior(bundle: Bundle) -> np.ndarray:
@@ -86,9 +104,10 @@ def _genre_prior(bundle: Bundle) -> np.ndarray:
     return counts / total
 
 
-def _title_metrics(bundle: Bundle, embeddings: np.ndarray, rows: Sequence[ImageRow]) -> dict:
-    """Titles ranked by cosine to each title's mean embedding; unseen titles count via their author."""
-    similarity = embeddings @ bundle.title_embeddings.T
+def _title_metrics(bundle: Bundle, similarity: np.ndarray, rows: Sequence[ImageRow], prefix: str = ""
+                   ) -> dict:
+    """Titles ranked by `similarity` [images, titles]; unseen titles count via their author.
+    `prefix` names a second ranking's figures (the priors are given once)."""
     title_index = {t.name: i for i, t in enumerate(bundle.titles)}
     by_author: dict[str | None, list[int]] = {}
     for i, title in enumerate(bundle.titles):
@@ -99,14 +118,17 @@ def _title_metrics(bundle: Bundle, embeddings: np.ndarray, rows: Sequence[ImageR
     seen = [i for i, r in enumerate(rows) if r.title in title_index]
     if seen:
         truth = [[title_index[rows[i].title]] for i in seen]
-        out.update(ranking_metrics(similarity[seen], truth, "title"))
-        out.update(ranking_metrics(prior_similarity[seen], truth, "prior_title"))
+        out.update(ranking_metrics(similarity[seen], truth, f"{prefix}title"))
+        if not prefix:
+            out.update(ranking_metrics(prior_similarity[seen], truth, "prior_title"))
     unseen = [i for i, r in enumerate(rows) if r.title not in title_index and r.author in by_author]
     if unseen:
         truth = [by_author[rows[i].author] for i in unseen]
-        out.update(ranking_metrics(similarity[unseen], truth, "author_titles"))
-        out.update(ranking_metrics(prior_similarity[unseen], truth, "prior_author_titles"))
-    out["title_seen_images"], out["title_unseen_images"] = len(seen), len(unseen)
+        out.update(ranking_metrics(similarity[unseen], truth, f"{prefix}author_titles"))
+        if not prefix:
+            out.update(ranking_metrics(prior_similarity[unseen], truth, "prior_author_titles"))
+    if not prefix:
+        out["title_seen_images"], out["title_unseen_images"] = len(seen), len(unseen)
     return out
 
 
