@@ -11,15 +11,13 @@ Images are taken in chunks, so memory stays bounded whatever their number.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from datasets.features.digests import content_digests
+from datasets.features.digests import content_digests, file_sha256
 from datasets.features.encoders import EncoderSpec, encoder_key
 from datasets.features.engines import encode_missing
 from datasets.features.store import FeatureStore
@@ -29,14 +27,6 @@ from inference.query import StyleFinder
 log = logging.getLogger(__name__)
 
 CHUNK = 4096  # images looked up, encoded and answered at a time: ~13 MB of outputs at 800 floats
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class StoredOutputs:
@@ -54,7 +44,7 @@ class StoredOutputs:
         self.names = sorted(probe)
         self.widths = [int(probe[name].shape[-1]) for name in self.names]
         parts = list(zip(self.names, self.widths, strict=True))
-        identity = {"kind": "bundle-outputs", "model_sha256": _file_digest(model), "backend": finder.backend,
+        identity = {"kind": "bundle-outputs", "model_sha256": file_sha256(model), "backend": finder.backend,
                     "size": list(size), "outputs": [[n, w] for n, w in parts], "dtype": "float32"}
         layout = tuple({"name": n, "kind": "output", "width": w} for n, w in parts)
         self.spec = EncoderSpec(encoder_key(identity), identity, size, sum(self.widths), layout,

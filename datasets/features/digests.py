@@ -29,15 +29,20 @@ def _stat(path: Path) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def _sha256(path: Path) -> str | None:
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read a megabyte at a time; OSError if it cannot be read."""
     digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str | None:
     try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        return file_sha256(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def content_digests(store: FeatureStore, paths: Sequence[str | os.PathLike], threads: int = 0,
