@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from datasets.features.digests import content_digests, file_sha256
 from datasets.features.encoders import EncoderSpec, encoder_key
 from datasets.features.engines import encode_missing
-from datasets.features.store import FeatureStore
+from datasets.features.store import FeatureStore, StoreError
 from datasets.images import ImageError, load_image
 from inference.query import StyleFinder
 
@@ -35,6 +36,10 @@ class StoredOutputs:
 
     def __init__(self, finder: StyleFinder, root: str | os.PathLike, progress: bool = True):
         self.finder = finder
+        try:
+            Path(root).mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a file, or a folder that cannot be made: one line, nothing written
+            raise StoreError(f"{root}: cannot be used as a feature store ({err.strerror or err})") from None
         self.store = FeatureStore(root)
         self.progress = progress
         bundle = finder.bundle

@@ -111,3 +111,23 @@ def test_enroll_and_report_through_a_store_match_the_plain_paths(tmp_path):
                 *extra, check_exit=0)
         pages.append((out / "index.html").read_text())
     assert pages[0] == pages[1]
+
+
+def test_a_store_that_is_not_a_folder_is_one_line_in_every_command(images, tmp_path):
+    paths, _ = images
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("not a store")
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEMO_BUNDLE, bundle)
+    before = (bundle / "bundle.json").read_bytes()
+    source = tmp_path / "new" / "someone" / "a title"
+    source.mkdir(parents=True)
+    shutil.copy(paths[0], source / "ep0.png")
+    commands = [("inference.similar", str(paths[0])),
+                ("inference.report", str(paths[0]), "--out", str(tmp_path / "report"), "--quiet"),
+                ("inference.enroll", "--bundle", str(bundle), str(tmp_path / "new"), "--quiet")]
+    for command in commands:
+        result = run_cli(*command, "--store", str(not_a_folder), check_exit=2)
+        lines = result.stderr.strip().splitlines()
+        assert lines == [f"error: {not_a_folder}: cannot be used as a feature store (File exists)"], command
+    assert (bundle / "bundle.json").read_bytes() == before and not (tmp_path / "report").exists()
