@@ -13,6 +13,7 @@ from collectors.records import Summary
 from collectors.settings import CollectOptions, Politeness
 from collectors.sites import SkipTitle, site_registry
 from collectors.store import CatalogStore
+from datasets.features.reaper import Reaper
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,9 @@ def collect(site_name: str, store: CatalogStore, options: CollectOptions | None 
     browser = browser or BrowserConfig()
     site = site_registry()[site_name]
     summary = Summary()
-    with closing(open_browser(browser)) as driver:
+    # The reaper ends chromedriver and Chromium if this process is killed (-9 included): they
+    # are re-parented to init otherwise and live on.
+    with Reaper(), closing(open_browser(browser)) as driver:
         session = Session(site.name, driver, browser.user_agent, politeness, browser.timeouts)
         titles = tqdm(desc=f"{site.name} titles", unit="title", disable=not progress)
         try:

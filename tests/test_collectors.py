@@ -151,8 +151,16 @@ def test_kill_and_rerun_loses_nothing_and_duplicates_nothing(sites, tmp_path):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list((catalog.parent / "images").rglob("*.png"))) < 2:
         time.sleep(0.05)
+    from datasets.features.reaper import _start_time, descendants
+
+    browsers = descendants(victim.pid)  # chromedriver, Chromium and the reaper's own watch
+    assert browsers
     victim.send_signal(signal.SIGKILL)
     victim.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_start_time(p) == t for p, t in browsers.items()):
+        time.sleep(0.1)
+    assert not [p for p, t in browsers.items() if _start_time(p) == t]  # nothing outlives the kill
     partial = rows(catalog, IMAGES)
     assert 0 < len(partial) < len(rows(reference, IMAGES))
     collect(sites, "naver", catalog, "--min-episodes", "2", "--weekday", "mon", check_exit=0)
