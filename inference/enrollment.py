@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from datasets.images import ImageError, load_resized
+from datasets.prefetch import prefetched
 from inference.author_prototypes import calibrate
 from inference.bundle import (
     INDEX,
@@ -179,18 +180,30 @@ def _reject(report: EnrollReport, image: EnrollImage, problem: str) -> None:
 def _encoded_batches(finder: StyleFinder, images: Sequence[EnrollImage], report: EnrollReport, progress: bool
                      ) -> Iterator[tuple[list[EnrollImage], dict[str, np.ndarray]]]:
     size = finder.bundle.image_size
+
+    def decode(image: EnrollImage) -> tuple[EnrollImage, np.ndarray | None, str]:
+        try:
+            return image, load_resized(image.path, size, finder.max_pixels), ""
+        except ImageError as err:
+            return image, None, str(err)
+
+    batch, pixels = [], []
+    # Threads decode the next images while the network runs on this batch.
     with tqdm(total=len(images), desc="enroll", unit="img", disable=not progress) as bar:
-        for start in range(0, len(images), BATCH):
-            batch, pixels = [], []
-            for image in images[start:start + BATCH]:
-                try:
-                    pixels.append(load_resized(image.path, size, finder.max_pixels))
-                    batch.append(image)
-                except ImageError as err:
-                    _reject(report, image, str(err))
-            if batch:
+        for image, decoded, problem in prefetched(decode, images):
+            if decoded is None:
+                _reject(report, image, problem)
+                bar.update(1)
+                continue
+            batch.append(image)
+            pixels.append(decoded)
+            if len(batch) == BATCH:
                 yield batch, finder.encode(np.stack(pixels))
-            bar.update(len(images[start:start + BATCH]))
+                bar.update(len(batch))
+                batch, pixels = [], []
+        if batch:
+            yield batch, finder.encode(np.stack(pixels))
+            bar.update(len(batch))
 
 
 def _stored_batches(finder: StyleFinder, images: Sequence[EnrollImage], report: EnrollReport,

@@ -16,9 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from PIL import Image
 
 from datasets.features.store import ShardContents, write_shard
 from datasets.images import DEFAULT_MAX_PIXELS, ImageError, difference_hash, load_resized
+from datasets.prefetch import prefetched
 
 log = logging.getLogger(__name__)
 
@@ -118,24 +117,17 @@ def encode_shard(
         features[rows] = encoder(np.stack([p for _, p in pending]))
         pending.clear()
 
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        # A sliding window of decodes in flight, so the threads decode while the network runs.
-        window: deque = deque(pool.submit(decode, i) for i in range(min(n, _DECODE_AHEAD)))
-        next_index = len(window)
-        while window:
-            i, pixels, digest, problem = window.popleft().result()
-            if next_index < n:
-                window.append(pool.submit(decode, next_index))
-                next_index += 1
-            if pixels is None:
-                problems[i] = problem
-                continue
-            usable[i], dhash[i] = True, digest
-            pending.append((i, pixels))
-            if len(pending) == batch:
-                flush()
-        if pending:
+    # The threads decode ahead while the network runs.
+    for i, pixels, digest, problem in prefetched(decode, range(n), _DECODE_AHEAD, max(1, threads)):
+        if pixels is None:
+            problems[i] = problem
+            continue
+        usable[i], dhash[i] = True, digest
+        pending.append((i, pixels))
+        if len(pending) == batch:
             flush()
+    if pending:
+        flush()
     write_shard(
         Path(path), ShardContents(np.array(task.digests), features, usable, dhash, np.array(problems))
     )
