@@ -113,7 +113,8 @@ class Bundle:
 
     def save(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        meta = asdict(self)
+        # Arrays and the exemplars (whose graph cannot be copied) are left out of the copy asdict makes.
+        meta = asdict(replace(self, title_embeddings=None, exemplars=None))
         meta.pop("path")
         meta.pop("title_embeddings")
         meta.pop("exemplars")

@@ -33,6 +33,7 @@ GRAPH_CALIBRATION_BUDGET = 1024
 QUERY_CHUNK = 512  # queries scored at once (a [chunk, exemplars] similarity matrix)
 EXACT_EXEMPLARS = 50_000  # compared one by one up to here; an HNSW graph past it
 CANDIDATES = 256  # exemplars retrieved per query from the graph
+AVERAGE_CANDIDATES = 64  # titles nearest on average over all their exemplars, also scored exactly
 # The graph holds int8 vectors and links each to its 64-best of 16: builds 4.7x faster than float32
 # at 128 (measured on 50,000 clustered exemplars, docs/benchmarks.md) with the same recall of the
 # 10 nearest among the 256 candidates, which are then scored exactly in float32.
@@ -117,9 +118,12 @@ class TitleExemplars:
         them if it has fewer; -1 if none). `exclude`: per query, an exemplar row to leave out.
 
         Up to `EXACT_EXEMPLARS` exemplars every one is compared. Past that, the `CANDIDATES`
-        nearest are retrieved from an HNSW graph (`inference.search`); the titles they belong to
-        are scored exactly over all of their exemplars, and every other title gets the farthest
-        retrieved similarity, a bound on its nearest exemplar."""
+        nearest are retrieved from an HNSW graph (`inference.search`); the titles they belong to,
+        and the `AVERAGE_CANDIDATES` titles whose exemplars are nearest on average, are scored
+        exactly over all of their exemplars. Every other title gets that average (its mean cosine
+        over all its exemplars): never above its exact score, so no title is ranked on a guess
+        above one scored exactly. (The farthest retrieved similarity, used before, is a bound from
+        above: when one title held every candidate, all the others outranked the true second.)"""
         queries = np.atleast_2d(np.asarray(queries, np.float32))
         exclude = None if exclude is None else np.asarray(exclude)
         if len(self.vectors) <= EXACT_EXEMPLARS:
@@ -127,19 +131,39 @@ class TitleExemplars:
             return _title_means(similarity, self.titles, n_titles, self._counts(n_titles), exclude)
         rows, _ = self.index().search(queries, CANDIDATES + (exclude is not None))
         order, starts, counts = self._grouped(n_titles)
+        totals = queries @ self._title_sums(n_titles).T  # [n, titles] summed cosines
         out = np.empty((len(queries), n_titles), np.float32)
         for i, query in enumerate(queries):
-            retrieved = rows[i][(rows[i] >= 0) & (rows[i] != (-1 if exclude is None else exclude[i]))]
-            bound = float((self.vectors[retrieved] @ query).min())  # exact, not the graph's int8
-            out[i] = np.where(counts > 0, bound, -1.0)
-            near = np.unique(self.titles[rows[i]])
+            own = None if exclude is None else int(exclude[i])
+            average = totals[i] / np.maximum(counts, 1)
+            if own is not None and own >= 0:
+                mine = self.titles[own]
+                left = counts[mine] - 1
+                average[mine] = (totals[i, mine] - self.vectors[own] @ query) / left if left else -1.0
+            out[i] = np.where(counts > 0, average, -1.0)
+            retrieved = rows[i][(rows[i] >= 0) & (rows[i] != (-1 if own is None else own))]
+            nearest_on_average = np.argpartition(-out[i], min(AVERAGE_CANDIDATES, n_titles - 1))
+            near = np.union1d(self.titles[retrieved], nearest_on_average[:AVERAGE_CANDIDATES])
             members = np.concatenate([order[starts[t]:starts[t + 1]] for t in near])
-            own = None if exclude is None else np.flatnonzero(members == exclude[i])
-            left_out = own if own is None or len(own) else np.array([-1])
+            found = None if own is None else np.flatnonzero(members == own)
+            left_out = found if found is None or len(found) else np.array([-1])
             scored = _title_means((self.vectors[members] @ query)[None], self.titles[members], n_titles,
                                   counts, left_out)
             out[i, near] = scored[0, near]
         return out
+
+    def _title_sums(self, n_titles: int) -> np.ndarray:
+        """[titles, d] the sum of each title's exemplars: computed once, in chunks of the title
+        order (1.5 s and one chunk of memory for a million)."""
+        n, order, starts, counts, sums = self._grouped_all(n_titles)
+        if sums is None:
+            sums = np.zeros((n_titles, self.vectors.shape[1]), np.float32)
+            for begin in range(0, len(order), QUERY_CHUNK * 128):
+                rows = order[begin:begin + QUERY_CHUNK * 128]
+                titles, first = np.unique(self.titles[rows], return_index=True)
+                sums[titles] += np.add.reduceat(self.vectors[rows], first, axis=0)
+            object.__setattr__(self, "_groups", (n, order, starts, counts, sums))
+        return sums
 
     def _counts(self, n_titles: int) -> np.ndarray:
         return self._grouped(n_titles)[2]
@@ -147,13 +171,16 @@ class TitleExemplars:
     def _grouped(self, n_titles: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Exemplar rows ordered by title, where each title's run starts (n_titles + 1), and each
         title's count: computed once (a sort of a million titles is 0.1 s, more than a query)."""
+        return self._grouped_all(n_titles)[1:4]
+
+    def _grouped_all(self, n_titles: int) -> tuple:
         cached = self._groups
         if cached is None or cached[0] != n_titles:
             order = np.argsort(self.titles, kind="stable")
             starts = np.searchsorted(self.titles[order], np.arange(n_titles + 1))
-            cached = (n_titles, order, starts, np.diff(starts))
+            cached = (n_titles, order, starts, np.diff(starts), None)
             object.__setattr__(self, "_groups", cached)
-        return cached[1], cached[2], cached[3]
+        return cached
 
     def index(self):
         """The HNSW graph of the exemplars: carried over from before an enroll (and extended),
@@ -200,7 +227,8 @@ class TitleExemplars:
         about a second per million)."""
         step = max(1, len(self.vectors) // 4096)
         digest = hashlib.sha256(np.ascontiguousarray(self.titles).tobytes())
-        digest.update(np.ascontiguousarray(self.vectors[::step], np.float32).tobytes())
+        # As stored (float16): a bundle saved after an enroll and loaded again names the same graph.
+        digest.update(np.ascontiguousarray(self.vectors[::step], np.float16).tobytes())
         return digest.hexdigest()[:16]
 
     def leave_one_out(self, n_titles: int, per_title: int = CALIBRATION_QUERIES, seed: int = 0,

@@ -38,16 +38,26 @@ def test_exemplars_project_onto_leading_directions_and_score_by_nearest_neighbou
 
 
 def test_leave_one_out_never_scores_an_exemplar_against_itself():
-    exemplars = TitleExemplars("embedding", np.zeros(2, np.float32), None,
-                               np.array([[1, 0], [1, 0], [0, 1]], np.float32), np.array([0, 0, 1]))
+    exemplars = TitleExemplars(
+        "embedding",
+        np.zeros(2, np.float32),
+        None,
+        np.array([[1, 0], [1, 0], [0, 1]], np.float32),
+        np.array([0, 0, 1]),
+    )
     scores, titles = exemplars.leave_one_out(2)
     assert sorted(titles.tolist()) == [0, 0]  # title 1 has one exemplar: nothing to hold out
     np.testing.assert_allclose(scores, [[1.0, 0.0], [1.0, 0.0]], atol=1e-6)  # its twin, not itself
 
 
 def test_removing_a_title_renumbers_the_exemplars_of_the_others():
-    exemplars = TitleExemplars("embedding", np.zeros(2, np.float32), None,
-                               np.eye(2, dtype=np.float32)[[0, 1, 1, 0]], np.array([0, 1, 2, 2]))
+    exemplars = TitleExemplars(
+        "embedding",
+        np.zeros(2, np.float32),
+        None,
+        np.eye(2, dtype=np.float32)[[0, 1, 1, 0]],
+        np.array([0, 1, 2, 2]),
+    )
     kept = exemplars.kept([0, 2])
     assert kept.titles.tolist() == [0, 1, 1] and kept.fits(2) and not kept.fits(1)
 
@@ -97,19 +107,30 @@ def test_a_bundle_keeps_its_exemplars_and_refuses_ones_that_do_not_match(tmp_pat
     _, vectors, titles = _clusters([0.4, 0.4], per_title=5, dim=8)
     exemplars = TitleExemplars.fit("descriptor", vectors, titles, dim=4)
     entries = [TitleEntry(f"t{i}", "a", (), (), 5) for i in range(2)]
-    bundle = Bundle(path=tmp_path, name="b", version="1", image_size=(8, 8), label_kind="author",
-                    authors=["a"], genres=[], genre_thresholds=[], author_prior=[1.0], titles=entries,
-                    title_embeddings=np.eye(2, 4, dtype=np.float32), exemplars=exemplars)
+    bundle = Bundle(
+        path=tmp_path,
+        name="b",
+        version="1",
+        image_size=(8, 8),
+        label_kind="author",
+        authors=["a"],
+        genres=[],
+        genre_thresholds=[],
+        author_prior=[1.0],
+        titles=entries,
+        title_embeddings=np.eye(2, 4, dtype=np.float32),
+        exemplars=exemplars,
+    )
     bundle.save()
     loaded = Bundle.load(tmp_path)
     assert loaded.exemplars.output == "descriptor" and loaded.exemplars.titles.tolist() == titles.tolist()
     np.testing.assert_allclose(loaded.exemplars.vectors, exemplars.vectors, atol=1e-3)  # float16 on disk
-    bundle.exemplars = TitleExemplars(exemplars.output, exemplars.mean, exemplars.basis, exemplars.vectors,
-                                      titles + 1)  # names a third title the bundle does not have
+    bundle.exemplars = TitleExemplars(
+        exemplars.output, exemplars.mean, exemplars.basis, exemplars.vectors, titles + 1
+    )  # names a third title the bundle does not have
     bundle.save()
     with pytest.raises(BundleError, match="exemplars"):
         Bundle.load(tmp_path)
-
 
 
 def test_a_bundle_without_exemplars_keeps_its_calibration_when_enrolling():
@@ -117,7 +138,8 @@ def test_a_bundle_without_exemplars_keeps_its_calibration_when_enrolling():
     _, vectors, titles = _clusters([0.4, 0.4, 0.4], per_title=10, dim=16)
     means = np.stack([vectors[titles == t].mean(axis=0) for t in range(2)])
     exemplars = TitleExemplars.of_means(means).extended(
-        TitleExemplars.of_means(means).project(vectors[titles == 2]), np.full(10, 2))
+        TitleExemplars.of_means(means).project(vectors[titles == 2]), np.full(10, 2)
+    )
     # Only the enrolled title has queries: nothing to trade the bias against, the bundle's own
     # temperature stays (enrollment keeps it when calibrate says 0).
     assert calibrate(exemplars, ["a", "b", "new"], np.array([0, 0, 1], np.float32)) == (0.0, 0.0)
@@ -154,11 +176,46 @@ def test_catalog_scale_scoring_through_the_graph_agrees_with_comparing_every_exe
     grown.remove_stale_graphs()
     (kept,) = tmp_path.glob("exemplars-*.usearch")
     assert kept.name == f"exemplars-{grown.digest()}.usearch" and kept not in saved
-    reloaded = TitleExemplars("embedding", np.zeros(32, np.float32), None, grown.vectors, grown.titles,
-                              graph_dir=tmp_path)
+    reloaded = TitleExemplars(
+        "embedding", np.zeros(32, np.float32), None, grown.vectors, grown.titles, graph_dir=tmp_path
+    )
     written = kept.stat().st_mtime_ns
     assert len(reloaded.index()) == len(units) + 5  # the next process loads it: not built, not saved again
     assert kept.stat().st_mtime_ns == written and list(tmp_path.glob("exemplars-*.usearch")) == [kept]
+
+
+def test_a_title_holding_every_graph_candidate_does_not_push_the_true_second_down(monkeypatch, tmp_path):
+    """One title's exemplars fill all the graph's candidates: the titles nobody retrieved are
+    scored on their average cosine, never above their exact score, and the true second (found
+    among the titles nearest on average) is scored exactly and stays second."""
+    import inference.title_exemplars as module
+
+    rng = np.random.default_rng(5)
+    dim, others = 24, 150
+    centre = rng.normal(size=dim)
+    second = centre + 0.9 * rng.normal(size=dim)
+    vectors = np.concatenate(
+        [
+            centre + 0.15 * rng.normal(size=(300, dim)),
+            second + 0.3 * rng.normal(size=(20, dim)),
+            rng.normal(size=(others * 20, dim)),
+        ]
+    )
+    titles = np.concatenate([np.zeros(300), np.ones(20), np.repeat(np.arange(2, others + 2), 20)]).astype(int)
+    units = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    queries = units[:300:30] + 0.01
+    exact = TitleExemplars("embedding", np.zeros(dim, np.float32), None, units, titles).scores(
+        queries, others + 2
+    )
+    monkeypatch.setattr(module, "EXACT_EXEMPLARS", 100)
+    monkeypatch.setattr(module, "CANDIDATES", 32)
+    monkeypatch.setattr(module, "AVERAGE_CANDIDATES", 8)
+    graphed = TitleExemplars("embedding", np.zeros(dim, np.float32), None, units, titles, graph_dir=tmp_path)
+    got = graphed.scores(queries, others + 2)
+    assert (np.argsort(-exact, axis=1)[:, :2] == [0, 1]).all()
+    np.testing.assert_array_equal(np.argsort(-got, axis=1)[:, :2], np.argsort(-exact, axis=1)[:, :2])
+    np.testing.assert_allclose(got[:, :2], exact[:, :2], atol=1e-5)
+    assert (got <= exact + 1e-5).all()
 
 
 def _reference_calibration(scores, titles, enrolled, authors):
@@ -199,11 +256,49 @@ def test_past_the_budget_calibration_holds_out_one_image_of_as_many_titles_favou
 
     monkeypatch.setattr(module, "CALIBRATION_BUDGET", 20)
     _, vectors, titles = _clusters([0.3] * 50, per_title=3, dim=16)
-    exemplars = TitleExemplars("embedding", np.zeros(16, np.float32), None,
-                               (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32),
-                               titles.astype(np.int32))
+    exemplars = TitleExemplars(
+        "embedding",
+        np.zeros(16, np.float32),
+        None,
+        (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32),
+        titles.astype(np.int32),
+    )
     favoured = np.zeros(50, bool)
     favoured[[3, 17, 41]] = True
     scores, held = exemplars.leave_one_out(50, favoured=favoured)
     assert scores.shape == (20, 50) and len(set(held.tolist())) == 20  # one image of 20 titles
     assert {3, 17, 41} <= set(held.tolist())  # every enrolled title (fewer than half the budget)
+
+
+def test_enrolling_into_a_bundle_whose_exemplars_have_a_graph(monkeypatch, tmp_path):
+    """A catalog-scale bundle (exemplars past EXACT_EXEMPLARS, so queries go through the HNSW
+    graph): an enroll extends the graph the query loaded and saves the bundle with it (this once
+    failed: saving deep-copied the graph), and a fresh process's finder loads that graph."""
+    import shutil
+
+    import inference.title_exemplars as module
+    from inference.enrollment import EnrollImage, enroll
+    from inference.query import DEMO_BUNDLE, StyleFinder
+    from tests.conftest import REPO
+
+    monkeypatch.setattr(module, "EXACT_EXEMPLARS", 100)
+    monkeypatch.setattr(module, "CANDIDATES", 32)
+    bundle_dir = tmp_path / "bundle"
+    shutil.copytree(DEMO_BUNDLE, bundle_dir)
+    images = sorted((REPO / "examples" / "icons").rglob("*.png"))
+    finder = StyleFinder(bundle_dir)
+    before = finder.query(images[:1])[0]
+    (graph,) = bundle_dir.glob("exemplars-*.usearch")  # built by the first query and saved
+    count = len(finder.bundle.title_exemplars.vectors)
+    new = [EnrollImage(p, "new theme", "new author") for p in images[:4]]
+    report = enroll(bundle_dir, new, "test", progress=False, finder=finder)
+    assert report.images == 4 and report.added == ["new theme"]
+    (grown,) = bundle_dir.glob("exemplars-*.usearch")
+    assert grown != graph  # the extended graph, saved under the new exemplars' name
+    reloaded = Bundle.load(bundle_dir)
+    assert len(reloaded.title_exemplars.vectors) == count + 4
+    assert len(reloaded.title_exemplars.index()) == count + 4  # loaded from the file, not rebuilt
+    assert grown.stat().st_mtime_ns == next(bundle_dir.glob("exemplars-*.usearch")).stat().st_mtime_ns
+    after = StyleFinder(bundle_dir).query(images[:1])[0]
+    assert "new theme" in [t.title for t in after.titles]  # its own image, now enrolled, is among them
+    assert "new theme" not in [t.title for t in before.titles]
