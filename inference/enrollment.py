@@ -102,6 +102,8 @@ def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source:
         exemplars = bundle.title_exemplars
         enrolled = {e.title: e for e in bundle.enrolled}
         enrolled_authors = list(bundle.enrolled_authors)
+        added_exemplars: list[np.ndarray] = []
+        added_rows: list[np.ndarray] = []
         date = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for name, found in titles.items():
             row = known.get(name)
@@ -116,8 +118,8 @@ def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source:
                 report.new_authors.append(author)
             thumbs = _write_thumbnails(bundle_dir, name, found.thumbnails)
             genres = tuple(sorted(g for g, n in found.genres.items() if n * 2 >= found.count))
-            exemplars = exemplars.extended(np.stack(found.exemplars),
-                                           np.full(found.count, len(entries) if old is None else row))
+            added_exemplars.append(np.stack(found.exemplars))
+            added_rows.append(np.full(found.count, len(entries) if old is None else row))
             if old is None:
                 embeddings = np.vstack([embeddings, unit_rows(found.total)[None]])
                 entries.append(TitleEntry(name, author, genres, tuple(thumbs), found.count))
@@ -132,6 +134,8 @@ def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source:
             enrolled[name] = EnrolledTitle(name, author, source, date,
                                            found.count + (previous.images if previous else 0))
             report.images += found.count
+        if added_exemplars:  # at once: each extension copies every exemplar (a million: 0.25 s)
+            exemplars = exemplars.extended(np.concatenate(added_exemplars), np.concatenate(added_rows))
         _commit(bundle, entries, embeddings, exemplars, enrolled_authors, list(enrolled.values()))
     return report
 

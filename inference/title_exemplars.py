@@ -99,11 +99,25 @@ class TitleExemplars:
 
     def extended(self, projected: np.ndarray, titles: np.ndarray) -> TitleExemplars:
         """With more exemplars (already projected) of the given title rows."""
-        # The graph goes along: appending to it is much cheaper than building it again.
+        # The graph goes along, the one saved for these exemplars if none is loaded yet: appending to
+        # it is much cheaper than building it again (seconds against minutes at a million).
         return TitleExemplars(self.output, self.mean, self.basis,
                               np.vstack([self.vectors, projected.astype(np.float32)]),
-                              np.concatenate([self.titles, np.asarray(titles, np.int32)]), self._index,
+                              np.concatenate([self.titles, np.asarray(titles, np.int32)]),
+                              self._index if self._index is not None else self._saved_graph(),
                               self.graph_dir)
+
+    def _saved_graph(self):
+        """The graph saved in graph_dir for exactly these exemplars, loaded; None if there is none."""
+        path = self._graph_path()
+        if path is None or not path.is_file():
+            return None
+        from inference.search import ApproximateIndex
+
+        graph = ApproximateIndex(self.vectors, path, expansion_search=CANDIDATES,
+                                 expansion_add=GRAPH_EXPANSION_ADD, dtype=GRAPH_DTYPE)
+        object.__setattr__(self, "_index", graph)
+        return graph
 
     def kept(self, rows: list[int]) -> TitleExemplars:
         """Only the exemplars of title rows `rows`, renumbered in that order (a title removed)."""

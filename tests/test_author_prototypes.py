@@ -299,6 +299,17 @@ def test_enrolling_into_a_bundle_whose_exemplars_have_a_graph(monkeypatch, tmp_p
     assert len(reloaded.title_exemplars.vectors) == count + 4
     assert len(reloaded.title_exemplars.index()) == count + 4  # loaded from the file, not rebuilt
     assert grown.stat().st_mtime_ns == next(bundle_dir.glob("exemplars-*.usearch")).stat().st_mtime_ns
+    # A fresh process that enrolls before any query: the saved graph is loaded and extended by
+    # the new images only, not built again (minutes at a million exemplars).
+    from usearch.index import Index
+
+    added = []
+    real_add = Index.add
+    monkeypatch.setattr(Index, "add", lambda self, keys, *a, **k: added.append(len(keys)) or real_add(
+        self, keys, *a, **k))
+    report = enroll(bundle_dir, [EnrollImage(p, "third theme", "new author") for p in images[4:7]], "test",
+                    progress=False)
+    assert report.images == 3 and added == [3]
     after = StyleFinder(bundle_dir).query(images[:1])[0]
     assert "new theme" in [t.title for t in after.titles]  # its own image, now enrolled, is among them
     assert "new theme" not in [t.title for t in before.titles]

@@ -64,5 +64,7 @@ def test_catalog_scale_synthetic_store_and_query_parts_print_their_figures(tmp_p
     figures = json.loads(result.stdout)["results"]
     assert [s["images"] for s in figures["synthetic"]] == [600, 1200]
     assert all(s["all_found"] and s["peak_anonymous_mb"] > 0 for s in figures["synthetic"])
-    assert figures["queries"]["exemplars"] == 400 and figures["queries"]["top1_title_of_own_cluster"] > 0.9
+    queries = figures["queries"]
+    assert queries["exemplars"] == 400 and queries["top1_title_of_own_cluster"] > 0.9
+    assert queries["enroll_images"] == 3 and queries["enroll_output"].startswith("enrolled 3 images")
     assert figures["stored_queries"]["images"] == 5 and figures["stored_queries"]["same_titles"]
