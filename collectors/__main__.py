@@ -1,5 +1,4 @@
-import sys
-
 from collectors.cli import main
+from datasets.cli_exit import run_main
 
-sys.exit(main())
+run_main(main)

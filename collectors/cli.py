@@ -85,4 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from datasets.cli_exit import run_main
+
+    run_main(main)

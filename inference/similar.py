@@ -129,4 +129,6 @@ def _from_images(finder: StyleFinder, args: argparse.Namespace) -> tuple[list[Si
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from datasets.cli_exit import run_main
+
+    run_main(main)
