@@ -5,9 +5,11 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from contextlib import closing
@@ -226,3 +228,70 @@ def test_serve_with_a_bad_bundle_is_one_line(tmp_path):
     result = run_cli("inference.serve", "--bundle", str(tmp_path / "none"), "--port", str(free_port()),
                      check_exit=2)
     assert result.stderr == f"error: {tmp_path / 'none'}: no such bundle folder\n"
+
+
+def _slow_upload(port: int, body: bytes, headers: dict, started: threading.Event, result: list) -> None:
+    """A client that sends its upload in two halves a second apart: in flight across a signal."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.putrequest("POST", "/api/similar")
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        connection.send(body[: len(body) // 2])
+        started.set()
+        time.sleep(1.0)
+        connection.send(body[len(body) // 2:])
+        response = connection.getresponse()
+        result.append((response.status, json.loads(response.read())))
+    finally:
+        connection.close()
+
+
+def test_sigterm_finishes_the_request_in_flight_refuses_new_connections_and_exits_0(tmp_path):
+    running = Server(tmp_path, "--grace", "20")
+    boundary = uuid.uuid4().hex
+    body, headers = _multipart(boundary, [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{SAMPLE.name}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode() + SAMPLE.read_bytes() + b"\r\n"])
+    started, result = threading.Event(), []
+    client = threading.Thread(target=_slow_upload, args=(running.port, body, headers, started, result))
+    try:
+        client.start()
+        assert started.wait(30)
+        time.sleep(0.2)  # the first half has reached the server
+        running.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", running.port), timeout=5).close()
+        client.join(30)
+        assert result and result[0][0] == 200 and result[0][1]["results"][0]["titles"]
+        assert running.process.wait(timeout=30) == 0
+        log = running.process.stdout.read()
+        assert "SIGTERM: no new connections" in log and "every request in flight was answered" in log
+    finally:
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait()
+
+
+def test_a_second_signal_ends_the_server_at_once(tmp_path):
+    running = Server(tmp_path, "--grace", "60")
+    connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=60)
+    try:
+        connection.putrequest("POST", "/api/similar")  # a request that never completes
+        connection.putheader("Content-Type", "multipart/form-data; boundary=x")
+        connection.putheader("Content-Length", "100000")
+        connection.endheaders()
+        connection.send(b"--x\r\n")
+        time.sleep(0.3)
+        running.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert running.process.poll() is None  # waiting for the request in flight
+        running.process.send_signal(signal.SIGTERM)
+        assert running.process.wait(timeout=10) == 128 + signal.SIGTERM
+    finally:
+        connection.close()
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait()
