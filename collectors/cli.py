@@ -55,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from collectors.collect import collect
     from collectors.store import CatalogStore
     from datasets.catalog import Catalog, CatalogError
+    from datasets.stop_signals import stop_on_signals
 
     if args.timeout is not None and args.timeout <= 0:
         print(f"error: --timeout must be positive, got {args.timeout}", file=sys.stderr)
@@ -71,13 +72,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     browser = BrowserConfig(remote=args.remote, user_agent=args.user_agent, chromedriver=args.chromedriver,
                             timeouts=timeouts)
     try:
-        with Catalog(args.catalog, create=True) as catalog:
+        with stop_on_signals() as stop, Catalog(args.catalog, create=True) as catalog:
             store = CatalogStore(catalog, args.images or args.catalog.resolve().parent / "images")
-            summary = collect(args.site, store, options, politeness, browser, progress=not args.quiet)
+            summary = collect(args.site, store, options, politeness, browser, progress=not args.quiet,
+                              stop=stop)
     except (CatalogError, BrowserError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print("\n".join(summary.lines()))
+    if summary.stopped:
+        print(f"stopped by {summary.stopped} after {summary.titles} titles and {summary.images} images; "
+              "the same command resumes (complete titles are skipped, stored images kept)", file=sys.stderr)
+        return stop.exit_code
     if summary.collected_nothing():
         print(f"error: collected nothing: {summary.why_nothing()}", file=sys.stderr)
         return EXIT_FAILURES

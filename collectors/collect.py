@@ -14,14 +14,18 @@ from collectors.settings import CollectOptions, Politeness
 from collectors.sites import SkipTitle, site_registry
 from collectors.store import CatalogStore
 from datasets.features.reaper import Reaper
+from datasets.stop_signals import Stopped, StopRequest
 
 log = logging.getLogger(__name__)
 
 
 def collect(site_name: str, store: CatalogStore, options: CollectOptions | None = None,
             politeness: Politeness | None = None, browser: BrowserConfig | None = None,
-            progress: bool = True) -> Summary:
-    """Collect into `store`; every title and image ends counted as collected, skipped or failed."""
+            progress: bool = True, stop: StopRequest | None = None) -> Summary:
+    """Collect into `store`; every title and image ends counted as collected, skipped or failed.
+    `stop`: a stop request (SIGINT, SIGTERM) ends the run between images, or cuts a polite pause
+    short; the title in progress is then left incomplete (its images so far are kept) and the
+    next run reads it again. `summary.stopped` names the signal."""
     options, politeness = options or CollectOptions(), politeness or Politeness()
     browser = browser or BrowserConfig()
     site = site_registry()[site_name]
@@ -29,12 +33,15 @@ def collect(site_name: str, store: CatalogStore, options: CollectOptions | None 
     # The reaper ends chromedriver and Chromium if this process is killed (-9 included): they
     # are re-parented to init otherwise and live on.
     with Reaper(), closing(open_browser(browser)) as driver:
-        session = Session(site.name, driver, browser.user_agent, politeness, browser.timeouts)
+        session = Session(site.name, driver, browser.user_agent, politeness, browser.timeouts,
+                          **({"sleep": stop.sleep} if stop else {}))
         titles = tqdm(desc=f"{site.name} titles", unit="title", disable=not progress)
         try:
             for stub in site.titles(session, options):
                 if options.max_titles is not None and summary.titles >= options.max_titles:
                     break
+                if stop:
+                    stop.check()
                 titles.update(1)
                 titles.set_postfix_str(stub.name[:30])
                 if store.is_complete(site.name, stub.source_id):
@@ -53,16 +60,18 @@ def collect(site_name: str, store: CatalogStore, options: CollectOptions | None 
                     summary.failed.append(f"title {stub.name} ({stub.source_id}): {err}")
                     continue
                 summary.titles += 1
-                _collect_images(session, site, store, record, options, summary, progress)
+                _collect_images(session, site, store, record, options, summary, progress, stop)
         except FetchError as err:
             summary.failed.append(f"title list: {err}")
+        except Stopped as signal_name:
+            summary.stopped = str(signal_name)
         finally:
             titles.close()
     return summary
 
 
 def _collect_images(session: Session, site, store: CatalogStore, record, options: CollectOptions,
-                    summary: Summary, progress: bool) -> None:
+                    summary: Summary, progress: bool, stop: StopRequest | None) -> None:
     title_id = store.save_title(record)
     for reason, count in record.dropped.items():
         summary.skip(reason, count)
@@ -72,6 +81,8 @@ def _collect_images(session: Session, site, store: CatalogStore, record, options
         summary.skip("image already in the catalog", len(record.images) - len(todo))
     failures = 0
     for link in tqdm(todo, desc=record.name[:30], unit="img", leave=False, disable=not progress):
+        if stop:
+            stop.check()  # between images: each stored image is one committed transaction
         try:
             data = session.download(link.url, site.referer(options))
         except BlockedByRobots:

@@ -39,6 +39,7 @@ class Summary:
     failed: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)  # titles stored without a field they need
+    stopped: str | None = None  # the signal that stopped the run early, if one did
 
     def skip(self, reason: str, count: int = 1) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + count

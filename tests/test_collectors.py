@@ -167,6 +167,42 @@ def test_kill_and_rerun_loses_nothing_and_duplicates_nothing(sites, tmp_path):
     assert [r[1:] for r in rows(catalog, IMAGES)] == [r[1:] for r in rows(reference, IMAGES)]
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_collector_cleanly_and_the_same_command_resumes(sites, tmp_path, signum):
+    """SIGTERM or SIGINT during a polite pause: the run stops within seconds, with the browser,
+    keeps every image it stored, says in one line where it stopped and how to resume, and exits
+    128 + the signal; the same command then finishes the catalog as an uninterrupted run would."""
+    reference = tmp_path / "reference" / "catalog.sqlite"
+    collect(sites, "naver", reference, "--min-episodes", "2", "--weekday", "mon")
+    catalog = tmp_path / "stopped" / "catalog.sqlite"
+    arguments = ["naver", "--catalog", str(catalog), "--base-url", sites.base, "--min-episodes", "2",
+                 "--weekday", "mon"]
+    victim = subprocess.Popen([sys.executable, "-m", "collectors", *arguments, "--min-delay", "2",
+                               "--max-delay", "2", "--quiet"], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list((catalog.parent / "images").rglob("*.png")):
+        time.sleep(0.05)
+    from datasets.features.reaper import _start_time, descendants
+
+    browsers = descendants(victim.pid)
+    victim.send_signal(signum)
+    out, err = victim.communicate(timeout=15)  # a pause is 2 s: the stop must not wait it out
+    assert victim.returncode == 128 + signum, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"stopped by {signal.Signals(signum).name} after ")
+    assert last.endswith("the same command resumes (complete titles are skipped, stored images kept)")
+    assert "Traceback" not in err and out.startswith("collected ")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_start_time(p) == t for p, t in browsers.items()):
+        time.sleep(0.1)
+    assert not [p for p, t in browsers.items() if _start_time(p) == t]  # the browser quit with it
+    partial = rows(catalog, IMAGES)
+    assert 0 < len(partial) < len(rows(reference, IMAGES))
+    collect(sites, *arguments[:1], catalog, *arguments[3:], check_exit=0)
+    assert [r[1:] for r in rows(catalog, IMAGES)] == [r[1:] for r in rows(reference, IMAGES)]
+
+
 def test_kakao_takes_the_illustrator_as_author(sites, tmp_path):
     catalog = tmp_path / "catalog.sqlite"
     result = collect(sites, "kakao", catalog, "--min-episodes", "2", "--timeout", "2", check_exit=0)
