@@ -210,3 +210,16 @@ def _number(text: str) -> float:
         return float(text)
     except ValueError:
         return float("nan")
+
+
+class StopWhenAsked(keras.callbacks.Callback):
+    """Ends fit() after the epoch in which a stop was asked for (SIGINT, SIGTERM). It comes after
+    ResumeState, so that epoch is committed and `--resume` goes on from the next one."""
+
+    def __init__(self, stop):
+        super().__init__()
+        self.stop = stop
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.stop.requested:
+            self.model.stop_training = True

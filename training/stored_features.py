@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
@@ -49,8 +49,8 @@ def store_root(config: RunConfig) -> Path:
 
 
 def encode_through_store(paths: Sequence[Path], train_count: int, backbone: keras.Model, config: RunConfig,
-                         size: tuple[int, int], cache_dir: Path, run_dir: Path, progress: bool
-                         ) -> EncodedImages:
+                         size: tuple[int, int], cache_dir: Path, run_dir: Path, progress: bool,
+                         check: Callable[[], None] | None = None) -> EncodedImages:
     """Features of every image of the run (the first `train_count` are its training images), as
     `training.feature_cache.encode_all` gave them, through the store; sets `backbone`'s projections."""
     with FeatureStore(store_root(config)) as store:
@@ -63,7 +63,7 @@ def encode_through_store(paths: Sequence[Path], train_count: int, backbone: kera
         on_gpu = features.engine == "local" and bool(tf.config.list_physical_devices("GPU"))
         report = encode_missing(store, spec, digests, paths, features.engine,
                                 ray_address=features.ray_address, workers=features.workers, progress=progress,
-                                encoder=keras_encoder(config.model, size) if on_gpu else None)
+                                encoder=keras_encoder(config.model, size) if on_gpu else None, check=check)
         _set_projections(store, spec, backbone, digests[:train_count], config.train.seed,
                          run_dir / "gram_projection.npz")
         return _gather(store, spec, backbone, digests, paths, cache_dir, report.images_encoded > 0)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 
+from datasets.stop_signals import Stopped, stop_on_signals
 from training.config import list_presets, load_config
 
 
@@ -66,12 +68,29 @@ def main(argv: list[str] | None = None) -> int:
         import_tensorflow()
         from training.trainer import train
 
-        bundle = train(config, resume=args.resume, progress=not args.quiet)
+        with stop_on_signals() as stop:
+            bundle = train(config, resume=args.resume, progress=not args.quiet, stop=stop)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Stopped:
+        print(stopped_line(stop.name, config), file=sys.stderr)
+        return stop.exit_code
     print(f"bundle: {bundle}")
     return 0
+
+
+def stopped_line(signal_name: str, config) -> str:
+    """Where a stopped run stands and the command that goes on from there."""
+    from training.callbacks import read_state
+
+    state = read_state(config.run_dir)
+    if state is None:  # stopped while encoding: the store keeps every shard written
+        return (f"stopped by {signal_name} before the first epoch; the same command goes on "
+                "(images already encoded are kept in the feature store)")
+    resume = shlex.join(["python", "-m", "training.train", "--out-dir", str(config.out_dir),
+                         "--name", config.name, "--resume"])
+    return f"stopped by {signal_name} after epoch {state['epochs_done']} (saved); resume with: {resume}"
 
 
 if __name__ == "__main__":

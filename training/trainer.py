@@ -25,6 +25,7 @@ from datasets.catalog import ImageRow
 from datasets.decoded_cache import decode_all
 from datasets.pipeline import BalancedStream
 from datasets.sampling import LabelledImages
+from datasets.stop_signals import StopRequest
 from models.registry import backbone_spec, check_options, check_size
 from models.saving import load_model
 from models.style_model import StyleModel
@@ -32,6 +33,7 @@ from models.transfer import pretrained_base
 from training.callbacks import (
     EpochLog,
     ResumeState,
+    StopWhenAsked,
     plot_curves,
     read_state,
     restore_rng_states,
@@ -80,8 +82,11 @@ def resolve_mode(setting: str, transfer: bool, gpus: int) -> str:
     return setting
 
 
-def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Run (or resume) training; returns the bundle folder."""
+def train(config: RunConfig, resume: bool = False, progress: bool = True, stop: StopRequest | None = None
+          ) -> Path:
+    """Run (or resume) training; returns the bundle folder. `stop`: once a stop is asked for
+    (SIGINT, SIGTERM), encoding ends after its shard in progress and training after its epoch in
+    progress, both committed; then Stopped is raised."""
     run_dir = config.run_dir
     state = read_state(run_dir) if resume else None
     if resume and state is None:
@@ -108,7 +113,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
     keras.utils.set_random_seed(config.train.seed)
     with runtime.strategy.scope():
         model = build_model(config.model, data.vocabulary, size, spec, title_authors, backbone)
-    pool, data = _read_pool(data, model, config, mode, size, cache_dir, progress)
+    pool, data = _read_pool(data, model, config, mode, size, cache_dir, progress, stop)
 
     done = state["epochs_done"] if state else 0
     best = state["best"] if state else None
@@ -119,12 +124,14 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
         resuming = state if state and state["phase"] == phase and done > start else None
         if phase in ("frozen", "refit"):
             _train_heads(model, pool, data, config, run_dir, phase, (start, done, end), best, resuming,
-                         learning_rate, runtime, size)
+                         learning_rate, runtime, size, stop)
         else:
             model = _train_on_images(model, pool, data, config, run_dir, phase, (start, done, end), best,
-                                     resuming, learning_rate, runtime, mode, size, progress)
+                                     resuming, learning_rate, runtime, mode, size, progress, stop)
         state = read_state(run_dir)
         done, best = state["epochs_done"], state["best"]
+        if stop:
+            stop.check()  # the epoch in progress was committed (state.json): --resume goes on from it
         if done < end:  # early stopping ends the run, not just the phase
             break
     plot_curves(run_dir / "history.csv", run_dir / "curves.png")
@@ -150,7 +157,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> Pat
 
 
 def _read_pool(data: TrainingData, model: StyleModel, config: RunConfig, mode: str, size, cache_dir: Path,
-               progress: bool) -> tuple[Pool, TrainingData]:
+               progress: bool, stop: StopRequest | None = None) -> tuple[Pool, TrainingData]:
     """Decode (scratch) or encode (pretrained) every image once; carve validation if none was given."""
     rows = data.train_rows + data.val_rows
     paths = [r.path for r in rows]
@@ -160,7 +167,7 @@ def _read_pool(data: TrainingData, model: StyleModel, config: RunConfig, mode: s
     else:
         # The feature store also fits the Gram projections (a resumed run reloads its own).
         read = encode_through_store(paths, len(data.train_rows), model.backbone, config, size, cache_dir,
-                                    config.run_dir, progress)
+                                    config.run_dir, progress, stop.check if stop else None)
         source = read.features
     train = np.arange(len(data.train_rows))
     val = np.arange(len(data.train_rows), len(rows))
@@ -216,7 +223,7 @@ def _validation(pool: Pool, data: TrainingData, model, batch_size: int) -> tf.da
 
 def _train_heads(model: StyleModel, pool: Pool, data, config: RunConfig, run_dir: Path, phase: str,
                  epochs: tuple[int, int, int], best: float | None, resuming: dict | None, learning_rate,
-                 runtime, size) -> None:
+                 runtime, size, stop: StopRequest | None = None) -> None:
     """The heads on cached features, the backbone untouched: the frozen phase on the training
     rows, validated; the refit phase on training and validation rows together, from scratch."""
     start, done, end = epochs
@@ -247,7 +254,8 @@ def _train_heads(model: StyleModel, pool: Pool, data, config: RunConfig, run_dir
         trim_history(run_dir / "history.csv", done)
     callbacks = _callbacks(run_dir, phase, monitored(heads, val is not None),
                            best if phase == "frozen" else None, config, stream.sampler.epoch_size, end,
-                           resumed=resuming, checkpoint_stem=stem, early_stopping=False, appending=done > 0)
+                           resumed=resuming, checkpoint_stem=stem, early_stopping=False, appending=done > 0,
+                           stop=stop)
     heads.fit(stream.dataset(end, start_epoch=done).map(stream_targets(heads, data.label)), epochs=end,
               initial_epoch=done, steps_per_epoch=stream.steps_per_epoch, validation_data=val,
               callbacks=callbacks, verbose=0, shuffle=False)
@@ -262,7 +270,7 @@ def _load_heads(model: StyleModel, run_dir: Path, stem: str = "heads_") -> None:
 
 def _train_on_images(model: StyleModel, pool: Pool, data, config: RunConfig, run_dir: Path, phase: str,
                      epochs: tuple[int, int, int], best: float | None, resuming: dict | None, learning_rate,
-                     runtime, mode: str, size, progress: bool) -> StyleModel:
+                     runtime, mode: str, size, progress: bool, stop: StopRequest | None = None) -> StyleModel:
     """The scratch or fine_tune phase: the whole model on balanced, augmented images."""
     start, done, end = epochs
     with runtime.strategy.scope():
@@ -298,7 +306,7 @@ def _train_on_images(model: StyleModel, pool: Pool, data, config: RunConfig, run
         trim_history(run_dir / "history.csv", done)
     callbacks = _callbacks(run_dir, phase, monitored(model, val is not None), best, config,
                            stream.sampler.epoch_size, end, resumed=resuming, appending=done > 0,
-                           input_wait=input_wait.share if input_wait else None)
+                           input_wait=input_wait.share if input_wait else None, stop=stop)
     model.fit(stream.dataset(end, start_epoch=done).map(to_keras), epochs=end, initial_epoch=done,
               steps_per_epoch=stream.steps_per_epoch, validation_data=val, callbacks=callbacks, verbose=0,
               shuffle=False)
@@ -366,7 +374,8 @@ def _probe_input(config: RunConfig, gpus: int) -> bool:
 def _callbacks(run_dir: Path, phase: str, monitor: str, best: float | None, config: RunConfig,
                images_per_epoch: int, epochs: int, resumed: dict | None, appending: bool,
                input_wait: float | None = None, checkpoint_stem: str = "",
-               early_stopping: bool = True) -> list[keras.callbacks.Callback]:
+               early_stopping: bool = True, stop: StopRequest | None = None
+               ) -> list[keras.callbacks.Callback]:
     """`resumed`: the state.json of the interrupted run (None for a fresh phase); `appending`:
     history.csv already holds earlier epochs."""
     train = config.train
@@ -388,4 +397,6 @@ def _callbacks(run_dir: Path, phase: str, monitor: str, best: float | None, conf
     # learning-rate change are on disk, or a kill in between would lose them on resume.
     callbacks.append(ResumeState(run_dir, phase, monitor, best, f"{checkpoint_stem}last.keras",
                                  resumed).track(callbacks))
+    if stop:  # after ResumeState: the epoch is committed before fit() ends
+        callbacks.append(StopWhenAsked(stop))
     return callbacks

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tqdm import tqdm
@@ -66,10 +66,11 @@ def encode_missing(store: FeatureStore, spec: EncoderSpec, digests: Sequence[str
                    paths: Sequence[str | os.PathLike], engine: str = "local",
                    part: tuple[int, int] | None = None,
                    ray_address: str | None = None, workers: int | None = None, progress: bool = True,
-                   encoder=None) -> EncodeReport:
+                   encoder=None, check: Callable[[], None] | None = None) -> EncodeReport:
     """Encode every image of `digests` (None: unreadable, skipped) that the store lacks. `encoder`
     (local engine only): a callable uint8 [n, H, W, 3] -> [n, dim] instead of the spec's LiteRT
-    network, e.g. the Keras backbone on a GPU."""
+    network, e.g. the Keras backbone on a GPU. `check` (local engine): called before each shard,
+    it may raise to stop the run there (a stop request); the shards written stay stored."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
     started = time.perf_counter()
@@ -84,7 +85,7 @@ def encode_missing(store: FeatureStore, spec: EncoderSpec, digests: Sequence[str
         elif engine == "ray":
             results = _run_ray(store, spec, tasks, ray_address, workers, bar)
         else:
-            results = _run_local(store, spec, tasks, encoder or LiteRTEncoder(spec, workers), bar)
+            results = _run_local(store, spec, tasks, encoder or LiteRTEncoder(spec, workers), bar, check)
     written = [r for r in results if not r.skipped]
     report = EncodeReport(engine, len(digests), len(missing), len(tasks), len(written),
                           sum(r.images for r in written), sum(r.images - r.usable for r in written),
@@ -93,10 +94,12 @@ def encode_missing(store: FeatureStore, spec: EncoderSpec, digests: Sequence[str
     return report
 
 
-def _run_local(store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask], encoder, bar
-               ) -> list[ShardResult]:
+def _run_local(store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask], encoder, bar,
+               check: Callable[[], None] | None = None) -> list[ShardResult]:
     results = []
     for task in tasks:
+        if check:
+            check()
         result = encode_shard(task, encoder, spec.size, spec.dim, store.shard_path(spec.key, task.name),
                               BATCH, dtype=spec.dtype)
         store.add_shard(spec.key, task.name)
