@@ -8,12 +8,13 @@ from contextlib import closing
 from tqdm import tqdm
 
 from collectors.browser import BrowserConfig, open_browser
+from collectors.browser_records import BrowserRecord, end_stale_browsers
 from collectors.fetching import BlockedByRobots, FetchError, Session
 from collectors.records import Summary
 from collectors.settings import CollectOptions, Politeness
 from collectors.sites import SkipTitle, site_registry
 from collectors.store import CatalogStore
-from datasets.features.reaper import Reaper
+from datasets.reaper import Reaper
 from datasets.stop_signals import Stopped, StopRequest
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,12 @@ def collect(site_name: str, store: CatalogStore, options: CollectOptions | None 
     site = site_registry()[site_name]
     summary = Summary()
     # The reaper ends chromedriver and Chromium if this process is killed (-9 included): they
-    # are re-parented to init otherwise and live on.
-    with Reaper(), closing(open_browser(browser)) as driver:
+    # are re-parented to init otherwise and live on. The record lets the next run end them
+    # should the reaper have died too.
+    end_stale_browsers(store.images_dir)
+    record = BrowserRecord(store.images_dir)
+    with Reaper(), closing(record), closing(open_browser(browser)) as driver:
+        record.update()
         session = Session(site.name, driver, browser.user_agent, politeness, browser.timeouts,
                           **({"sleep": stop.sleep} if stop else {}))
         titles = tqdm(desc=f"{site.name} titles", unit="title", disable=not progress)
@@ -49,7 +54,7 @@ def collect(site_name: str, store: CatalogStore, options: CollectOptions | None 
                     summary.titles += 1
                     continue
                 try:
-                    record = site.read(session, stub, options)
+                    title = site.read(session, stub, options)
                 except SkipTitle as reason:
                     summary.skip(str(reason))
                     continue
@@ -60,7 +65,8 @@ def collect(site_name: str, store: CatalogStore, options: CollectOptions | None 
                     summary.failed.append(f"title {stub.name} ({stub.source_id}): {err}")
                     continue
                 summary.titles += 1
-                _collect_images(session, site, store, record, options, summary, progress, stop)
+                _collect_images(session, site, store, title, options, summary, progress, stop)
+                record.update()  # the processes Chromium started for this title
         except FetchError as err:
             summary.failed.append(f"title list: {err}")
         except Stopped as signal_name:

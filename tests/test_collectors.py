@@ -1,10 +1,12 @@
 """Collectors in real headless Chromium against the local fake sites: records, politeness, faults, resume."""
 
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -151,16 +153,16 @@ def test_kill_and_rerun_loses_nothing_and_duplicates_nothing(sites, tmp_path):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list((catalog.parent / "images").rglob("*.png"))) < 2:
         time.sleep(0.05)
-    from datasets.features.reaper import _start_time, descendants
+    from datasets.reaper import descendants, start_time
 
     browsers = descendants(victim.pid)  # chromedriver, Chromium and the reaper's own watch
     assert browsers
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_start_time(p) == t for p, t in browsers.items()):
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(start_time(p) == t for p, t in browsers.items()):
         time.sleep(0.1)
-    assert not [p for p, t in browsers.items() if _start_time(p) == t]  # nothing outlives the kill
+    assert not [p for p, t in browsers.items() if start_time(p) == t]  # nothing outlives the kill
     partial = rows(catalog, IMAGES)
     assert 0 < len(partial) < len(rows(reference, IMAGES))
     collect(sites, "naver", catalog, "--min-episodes", "2", "--weekday", "mon", check_exit=0)
@@ -183,7 +185,7 @@ def test_a_signal_stops_the_collector_cleanly_and_the_same_command_resumes(sites
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list((catalog.parent / "images").rglob("*.png")):
         time.sleep(0.05)
-    from datasets.features.reaper import _start_time, descendants
+    from datasets.reaper import descendants, start_time
 
     browsers = descendants(victim.pid)
     victim.send_signal(signum)
@@ -194,13 +196,52 @@ def test_a_signal_stops_the_collector_cleanly_and_the_same_command_resumes(sites
     assert last.endswith("the same command resumes (complete titles are skipped, stored images kept)")
     assert "Traceback" not in err and out.startswith("collected ")
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(_start_time(p) == t for p, t in browsers.items()):
+    while time.monotonic() < deadline and any(start_time(p) == t for p, t in browsers.items()):
         time.sleep(0.1)
-    assert not [p for p, t in browsers.items() if _start_time(p) == t]  # the browser quit with it
+    assert not [p for p, t in browsers.items() if start_time(p) == t]  # the browser quit with it
     partial = rows(catalog, IMAGES)
     assert 0 < len(partial) < len(rows(reference, IMAGES))
     collect(sites, *arguments[:1], catalog, *arguments[3:], check_exit=0)
     assert [r[1:] for r in rows(catalog, IMAGES)] == [r[1:] for r in rows(reference, IMAGES)]
+
+
+def test_a_run_ends_the_browsers_an_earlier_run_left_when_its_reaper_died_too(sites, tmp_path):
+    """The collector and its reaper both killed (as by an OOM killer taking the group): Chromium
+    lives on. The next collection into the same folder ends those processes, found by the pids
+    and start times the dead run recorded, and touches nothing else."""
+    catalog = tmp_path / "catalog.sqlite"
+    arguments = ["naver", "--catalog", str(catalog), "--base-url", sites.base, "--min-episodes", "2",
+                 "--weekday", "mon"]
+    victim = subprocess.Popen([sys.executable, "-m", "collectors", *arguments, "--min-delay", "0.3",
+                               "--max-delay", "0.4", "--quiet"], cwd=REPO, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list((catalog.parent / "images").rglob("*.png")):
+        time.sleep(0.05)
+    from datasets.reaper import descendants, start_time
+
+    processes = descendants(victim.pid)
+    reaper = [p for p in processes if "datasets.reaper import watch" in
+              (Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace") if start_time(p) else "")]
+    assert len(reaper) == 1
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        os.kill(reaper[0], signal.SIGKILL)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        time.sleep(1)
+        left = {p: t for p, t in processes.items() if start_time(p) == t}
+        assert left  # the browser outlived both: what the record is for
+        collect(sites, *arguments[:1], catalog, *arguments[3:], check_exit=0)
+        assert not [p for p, t in left.items() if start_time(p) == t]
+        assert bystander.poll() is None
+        assert not list((catalog.parent / "images").glob(".browsers-*.json"))  # each run removes its own
+    finally:
+        bystander.kill()
+        bystander.wait()
+        for pid, started in processes.items():  # in case the check failed: leave nothing behind
+            if start_time(pid) == started:
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_kakao_takes_the_illustrator_as_author(sites, tmp_path):

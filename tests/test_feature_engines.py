@@ -17,7 +17,7 @@ pytest.importorskip("tensorflow")
 
 from datasets.features.digests import content_digests
 from datasets.features.engines import encode_missing, parse_part
-from datasets.features.reaper import descendants
+from datasets.reaper import descendants
 from datasets.features.store import FeatureStore
 from tests.conftest import REPO
 from tests.imagegen import style_image

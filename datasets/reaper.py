@@ -20,7 +20,7 @@ from pathlib import Path
 _POLL_SECONDS = 0.5
 
 
-def _start_time(pid: int) -> str | None:
+def start_time(pid: int) -> str | None:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
@@ -42,7 +42,7 @@ def descendants(root: int) -> dict[int, str]:
     todo = [root]
     while todo:
         for child in children.get(todo.pop(), []):
-            started = _start_time(child)
+            started = start_time(child)
             if started is not None:
                 found[child] = started
                 todo.append(child)
@@ -62,9 +62,9 @@ def watch(parent: int, fd: int) -> None:
             break
         known.update((pid, started) for pid, started in descendants(parent).items()
                      if before.get(pid) != started)
-        known = {pid: started for pid, started in known.items() if _start_time(pid) == started}
+        known = {pid: started for pid, started in known.items() if start_time(pid) == started}
     for pid, started in known.items():
-        if pid != os.getpid() and _start_time(pid) == started:
+        if pid != os.getpid() and start_time(pid) == started:
             with contextlib.suppress(OSError):  # gone already
                 os.kill(pid, signal.SIGKILL)
 
@@ -78,10 +78,10 @@ class Reaper:
             return self
         read, self._write = os.pipe()
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from datasets.features.reaper import watch; "
+            [sys.executable, "-c", "import sys; from datasets.reaper import watch; "
              "watch(int(sys.argv[1]), int(sys.argv[2]))", str(os.getpid()), str(read)],
             pass_fds=(read,), start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[2])
+            stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
         os.close(read)
         return self
 
