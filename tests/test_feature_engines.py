@@ -17,8 +17,8 @@ pytest.importorskip("tensorflow")
 
 from datasets.features.digests import content_digests
 from datasets.features.engines import encode_missing, parse_part
-from datasets.reaper import descendants
 from datasets.features.store import FeatureStore
+from datasets.reaper import descendants
 from tests.conftest import REPO
 from tests.imagegen import style_image
 from training.config import ModelConfig
@@ -150,6 +150,32 @@ def test_incremental_runs_encode_only_new_images(encoder_store, tmp_path):
         third = encode_missing(store, spec, content_digests(store, subset, progress=False), subset,
                                progress=False)
     assert (first.images_encoded, second.images_encoded, third.images_encoded) == (10, 2, 0)
+
+
+def test_a_stop_request_ends_the_encoding_between_shards_and_a_rerun_finishes(encoder_store, tmp_path):
+    """What a training run's SIGINT or SIGTERM does to its encoding: the shard in progress is
+    finished and stored, the next is not started, and a rerun encodes only the rest."""
+    from datasets.stop_signals import Stopped, StopRequest
+
+    root = tmp_path / "store"
+    spec = copy_encoder(encoder_store, root)
+    paths = make_images(tmp_path / "img", 1100)  # shards of 512, 512 and 76
+    stop = StopRequest()
+    checks = []
+
+    def check() -> None:  # asked before each shard; the stop arrives during the first
+        checks.append(1)
+        if len(checks) == 2:
+            stop.request(signal.SIGTERM)
+        stop.check()
+
+    with FeatureStore(root) as store:
+        digests = content_digests(store, paths, progress=False)
+        with pytest.raises(Stopped, match="SIGTERM"):
+            encode_missing(store, spec, digests, paths, progress=False, check=check)
+        assert len(store.missing(spec.key, digests)) == 1100 - 512  # the first shard is stored whole
+        rerun = encode_missing(store, spec, digests, paths, progress=False)
+    assert rerun.images_encoded == 1100 - 512
 
 
 def test_a_killed_encoder_loses_at_most_its_shard_in_flight_and_a_rerun_finishes(encoder_store, tmp_path):
