@@ -4,9 +4,10 @@ The reaper ends a killed collection's chromedriver and Chromium. Should the reap
 (the OOM killer, a whole process group killed), the next collection into the same image folder
 ends them: every run writes `.browsers-<pid>.json` there (its own pid and start time, and each
 browser process's), rewrites it as the browser starts processes, and deletes it when it ends.
-A record whose run is no longer alive names what that run left: those processes are ended,
-each only if the process with that pid still has the recorded start time, so a pid reused since
-by anything else is never touched, and no process is ever found by its name.
+A record whose run is no longer alive names what that run left: those processes, and the ones
+they started since the record was written, are ended, each only if the process with that pid
+still has the recorded start time (or descends from one that has), so a pid reused since by
+anything else is never touched, and no process is ever found by its name.
 """
 
 from __future__ import annotations
@@ -59,7 +60,12 @@ def end_stale_browsers(folder: str | os.PathLike) -> list[int]:
             continue
         if start_time(run_pid) == run_started:
             continue  # that run is still going: its browsers are its own
-        for pid, started in processes:
+        # The recorded processes still alive, and what they started since the record was last
+        # written (Chromium starts renderers per page): their tree is whole while they live.
+        alive = {pid: started for pid, started in processes if start_time(pid) == started}
+        for pid in list(alive):
+            alive.update(descendants(pid))
+        for pid, started in alive.items():
             if start_time(pid) == started:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
