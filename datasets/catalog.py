@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datasets.images import ImageInfo
+from datasets.texts import PLACEHOLDER_FLAG, TEXT_KEY, usable_text
 
 SCHEMA_VERSION = 2
 SPLITS = ("train", "val", "test")
@@ -221,6 +222,30 @@ class Catalog:
     def set_title_info(self, title_id: int, info: dict[str, str]) -> None:
         self.db.executemany("INSERT OR REPLACE INTO title_info(title_id, key, value) VALUES (?, ?, ?)",
                             [(title_id, key, value) for key, value in info.items()])
+
+    def set_title_text(self, source: str, source_id: str, text: str) -> bool:
+        """Store an imported title's text (synopsis); False if the catalog has no such title."""
+        cursor = self.db.execute(
+            "INSERT OR REPLACE INTO title_info(title_id, key, value)"
+            " SELECT id, ?, ? FROM titles WHERE source = ? AND source_id = ?",
+            (TEXT_KEY, text, source, source_id))
+        return cursor.rowcount > 0
+
+    def title_texts(self) -> dict[str, str]:
+        """Title name -> its usable text (synopsis; placeholders left out), for titles that have one."""
+        info: dict[int, dict[str, str]] = {}
+        names: dict[int, str] = {}
+        for title_id, name, key, value in self.db.execute(
+                "SELECT t.id, t.name, i.key, i.value FROM title_info i JOIN titles t ON t.id = i.title_id"
+                " WHERE i.key IN (?, ?) ORDER BY t.source, t.source_id", (TEXT_KEY, PLACEHOLDER_FLAG)):
+            info.setdefault(title_id, {})[key] = value
+            names[title_id] = name
+        texts: dict[str, str] = {}
+        for title_id, fields in info.items():
+            text = usable_text(fields)
+            if text:
+                texts.setdefault(names[title_id], text)
+        return texts
 
     def title_info(self, source: str, source_id: str) -> dict[str, str]:
         return dict(self.db.execute(

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path, PureWindowsPath
 
@@ -22,10 +22,12 @@ from tqdm import tqdm
 from datasets.catalog import Catalog, CatalogError
 from datasets.config import ImportConfig
 from datasets.images import ImageError, file_problem, file_sha256, inspect_image, is_image_name
+from datasets.texts import SYNOPSIS_FILE, TextError, check_text, read_text_file
 
 log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ("image", "title", "author", "genres")
+TEXT_COLUMN = "text"  # optional: the title's synopsis (the first non-empty cell of its rows)
 _REQUIRED_COLUMNS = ("image", "title")
 
 
@@ -41,6 +43,7 @@ class SourceImage:
     genres: tuple[str, ...]
     position: int
     origin: str
+    text: str | None = None  # the title's synopsis, cleaned (datasets/texts.py)
 
 
 @dataclass
@@ -50,12 +53,14 @@ class ImportReport:
     duplicates: int = 0
     flat: int = 0
     placeholders: int = 0
+    texts: int = 0  # titles whose text (synopsis) was stored
     rejected: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (f"added {self.added}, already in catalog {self.already_present}, "
                 f"duplicates in a title {self.duplicates}, flat single-colour {self.flat}, "
-                f"rejected {len(self.rejected)}; placeholders flagged {self.placeholders}")
+                f"rejected {len(self.rejected)}; placeholders flagged {self.placeholders}; "
+                f"titles with a text {self.texts}")
 
 
 def read_source(source: str | os.PathLike, image_root: str | os.PathLike | None = None,
@@ -85,7 +90,15 @@ def read_folder_tree(root: Path) -> tuple[list[SourceImage], list[str]]:
                 skipped.append(f"{title_dir}: not inside ROOT/<author>/<title>/, ignored")
                 continue
             position = 0
+            text = None
+            if (title_dir / SYNOPSIS_FILE).is_file():
+                try:
+                    text = read_text_file(title_dir / SYNOPSIS_FILE)
+                except TextError as err:
+                    skipped.append(f"{err}; the title is imported without it")
             for file in _sorted_entries(title_dir):
+                if file.name == SYNOPSIS_FILE:
+                    continue
                 problem = file_problem(file)
                 if problem is None and not is_image_name(file):
                     problem = "not a png, jpg, webp, gif or bmp file"
@@ -93,7 +106,7 @@ def read_folder_tree(root: Path) -> tuple[list[SourceImage], list[str]]:
                     skipped.append(f"{file}: {problem}, ignored")
                     continue
                 records.append(SourceImage(file, title_dir.name, author_dir.name, (),
-                                           position, str(file)))
+                                           position, str(file), text))
                 position += 1
     if not records and not skipped:
         raise SourceError(f"{root}: no images found (expected ROOT/<author>/<title>/<image>)")
@@ -126,6 +139,7 @@ def read_manifest(manifest: Path, image_root: str | os.PathLike | None = None,
     records: list[SourceImage] = []
     skipped: list[str] = []
     positions: dict[str, int] = {}
+    texts: dict[str, str] = {}  # each title's text: the first non-empty cell of its rows
     for line, row in enumerate(rows, start=2):
         origin = f"{manifest}:{line}"
         image, title = (row.get("image") or "").strip(), (row.get("title") or "").strip()
@@ -140,8 +154,17 @@ def read_manifest(manifest: Path, image_root: str | os.PathLike | None = None,
         genres = tuple(sorted({g.strip() for g in (row.get("genres") or "").split("|") if g.strip()}))
         position = positions.get(title, 0)
         positions[title] = position + 1
+        try:
+            text = check_text(row.get(TEXT_COLUMN) or "", origin)
+        except TextError as err:
+            skipped.append(f"{err}; the row's image is imported without it")
+            text = None
+        if text and title in texts and texts[title] != text:
+            skipped.append(f"{origin}: a text different from the title's first one; the first is kept")
+        if text:
+            texts.setdefault(title, text)
         records.append(SourceImage(base / image, title, author, genres, position, origin))
-    return records, skipped
+    return [replace(r, text=texts.get(r.title)) for r in records], skipped
 
 
 def ingest(catalog: Catalog, records: Sequence[SourceImage], config: ImportConfig | None = None,
@@ -157,6 +180,11 @@ def ingest(catalog: Catalog, records: Sequence[SourceImage], config: ImportConfi
                 _ingest_one(catalog, record, config, report, seen)
         bar.update(len(batch))
     bar.close()
+    texts = {r.title: r.text for r in reversed(records) if r.text}  # each title's first
+    if texts:
+        with catalog.transaction():
+            report.texts = sum(catalog.set_title_text(config.source, title, text)
+                               for title, text in texts.items())
     report.placeholders = catalog.mark_placeholders(config.placeholder_min_titles)
     return report
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from datasets.catalog import SPLITS, Catalog, ImageRow
-from datasets.imports import MANIFEST_COLUMNS
+from datasets.imports import MANIFEST_COLUMNS, TEXT_COLUMN
 
 _NO_AUTHOR = "(no author)"
 
@@ -90,18 +90,21 @@ def export_split(catalog: Catalog, split: str, out: str | os.PathLike) -> int:
         raise ValueError(f"{catalog.path}: split {split!r} is empty (run `python -m datasets split` first)")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_manifest(rows, out)
+    write_manifest(rows, out, catalog.title_texts())
     return len(rows)
 
 
-def write_manifest(rows: Sequence[ImageRow], out: Path) -> None:
+def write_manifest(rows: Sequence[ImageRow], out: Path, texts: dict[str, str] | None = None) -> None:
+    """The rows as a manifest; with a `text` column (each row its title's text) when any title has one."""
     base = out.resolve().parent
+    texts = {t: texts[t] for t in {r.title for r in rows} if t in texts} if texts else {}
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(MANIFEST_COLUMNS)
+        writer.writerow(MANIFEST_COLUMNS + ((TEXT_COLUMN,) if texts else ()))
         for r in rows:
-            writer.writerow([os.path.relpath(r.path, base), r.title, r.author or "", "|".join(r.genres)])
+            row = [os.path.relpath(r.path, base), r.title, r.author or "", "|".join(r.genres)]
+            writer.writerow(row + ([texts.get(r.title, "")] if texts else []))
     os.replace(tmp, out)  # readers never see half a manifest
 
 

@@ -317,6 +317,11 @@ def test_mal_reads_posters_labels_and_info(mal_run):
     placeholder = rows(catalog, "SELECT i.value FROM title_info i JOIN titles t ON t.id = i.title_id "
                                 "WHERE t.source_id = '2' AND i.key = 'synopsis_placeholder'")
     assert placeholder == [("1",)]
+    from datasets.catalog import Catalog
+
+    with Catalog(catalog) as opened:  # the texts later stages read: the placeholder is none
+        assert opened.title_texts() == {"Star Lancer": "A pilot crosses the stars.", "Deep Scroll": "Down.",
+                                        "Indie Short": "Small."}
     posters = rows(catalog, IMAGES)
     # 1 and 7 from og:image, 2 from the lazy data-src, 6 from the src set only once scrolled into view
     assert [p[3].rsplit("/", 3)[-3:] for p in posters] == [["mal", "1", "0.png"], ["mal", "2", "0.png"],

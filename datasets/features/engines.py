@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from datasets.features.encoders import BATCH, EncoderSpec, LiteRTEncoder
-from datasets.reaper import Reaper
 from datasets.features.shards import ShardResult, ShardTask, encode_shard, plan_shards
 from datasets.features.store import FeatureStore
+from datasets.reaper import Reaper
 
 log = logging.getLogger(__name__)
 
