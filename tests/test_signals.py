@@ -132,3 +132,20 @@ def test_sigterm_during_training_saves_an_epoch_and_prints_the_resume_command(tm
     resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert (runs / "stopped" / "bundle" / "bundle.json").is_file()
+
+
+def test_sigterm_during_a_report_keeps_the_previous_report_whole(tmp_path):
+    icons = sorted((REPO / "examples" / "icons").glob("*/*/*.png"))
+    out = tmp_path / "report"
+    first = subprocess.run([sys.executable, "-m", "inference.report", str(icons[0]), "--out", str(out),
+                            "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    before = (out / "index.html").read_bytes()
+    process = _start("inference.report", *map(str, icons * 4), "--out", str(out), "--quiet")
+    time.sleep(4)  # started, and answering: 128 images take about a minute here
+    assert process.poll() is None
+    err = _stopped(process, signal.SIGTERM)
+    assert err.strip().splitlines() == ["stopped by SIGTERM: python -m inference.report left what it writes "
+                                        "as last committed, never half written; run it again to finish"]
+    assert (out / "index.html").read_bytes() == before  # the previous report, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # nothing half-written beside it
