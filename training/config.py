@@ -158,11 +158,13 @@ class RunConfig:
 
 
 def load_config(preset: str | None = None, config_file: str | None = None,
-                overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Defaults, then a preset or file, then `section.key=value` overrides (values parsed as YAML)."""
+                overrides: list[str] | tuple[str, ...] = (), root: type = RunConfig,
+                preset_dirs: tuple[Path, ...] = PRESET_DIRS):
+    """Defaults, then a preset or file, then `section.key=value` overrides (values parsed as YAML).
+    `root` is the stage's config class (image runs by default), `preset_dirs` where its presets are."""
     tree: dict = {}
     if preset:
-        tree = _merge(tree, _read_yaml(_preset_path(preset)))
+        tree = _merge(tree, _read_yaml(_preset_path(preset, preset_dirs)))
     if config_file:
         tree = _merge(tree, _read_yaml(Path(config_file)))
     for item in overrides:
@@ -174,18 +176,19 @@ def load_config(preset: str | None = None, config_file: str | None = None,
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
-    return _build(RunConfig, tree, "")
+    return _build(root, tree, "")
 
 
-def list_presets() -> list[str]:
-    return sorted({p.stem for d in PRESET_DIRS if d.is_dir() for p in d.glob("*.yaml")})
+def list_presets(preset_dirs: tuple[Path, ...] = PRESET_DIRS) -> list[str]:
+    return sorted({p.stem for d in preset_dirs if d.is_dir() for p in d.glob("*.yaml")})
 
 
-def _preset_path(name: str) -> Path:
-    for folder in PRESET_DIRS:
+def _preset_path(name: str, preset_dirs: tuple[Path, ...] = PRESET_DIRS) -> Path:
+    for folder in preset_dirs:
         if (folder / f"{name}.yaml").is_file():
             return folder / f"{name}.yaml"
-    raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(list_presets()) or 'none'}")
+    known = ", ".join(list_presets(preset_dirs)) or "none"
+    raise ValueError(f"unknown preset {name!r}; choose one of {known}")
 
 
 def _read_yaml(path: Path) -> dict:

@@ -70,11 +70,12 @@ def tune_thresholds(scores: np.ndarray, truth: np.ndarray, default: float = 0.5)
     """Per genre, the threshold with the best F1 on validation; `default` where it has no positives."""
     grid = np.linspace(0.05, 0.95, 19)
     chosen = np.full(scores.shape[1], default)
-    for j in range(scores.shape[1]):
-        if truth[:, j].sum() == 0:
-            continue
-        f1 = [f1_score(truth[:, j], scores[:, j] >= t, zero_division=0) for t in grid]
-        chosen[j] = grid[int(np.argmax(f1))]
+    decided = scores[:, None, :] >= grid[None, :, None]  # [items, thresholds, genres]
+    positive = truth.astype(bool)[:, None, :]
+    hits = (decided & positive).sum(axis=0)
+    f1 = 2 * hits / np.maximum(decided.sum(axis=0) + positive.sum(axis=0), 1)  # [thresholds, genres]
+    has = truth.sum(axis=0) > 0
+    chosen[has] = grid[np.argmax(f1[:, has], axis=0)]
     return chosen
 
 
@@ -99,3 +100,33 @@ def plot_confusion(truth: np.ndarray, predicted: np.ndarray, names: Sequence[str
                         color="white" if share[i, j] > 0.5 else "black")
     fig.savefig(out, dpi=100)
     return out
+
+
+def multilabel_figures(scores: np.ndarray, truth: np.ndarray, thresholds: np.ndarray | None = None
+                       ) -> dict[str, float]:
+    """macro and micro mAP, P@1 (the top genre is a true one), and micro/macro F1 at `thresholds`
+    (per genre, on the scores' scale). Genres absent from `truth` are left out of the macro mean."""
+    present = truth.sum(axis=0) > 0
+    out = {
+        "macro_map": float(average_precision_score(truth[:, present], scores[:, present], average="macro"))
+        if present.any() else 0.0,
+        "micro_map": float(average_precision_score(truth, scores, average="micro")) if truth.any() else 0.0,
+        "p_at_1": float(np.mean(truth[np.arange(len(truth)), np.argmax(scores, axis=1)]))
+        if len(truth) else 0.0,
+    }
+    if thresholds is not None:
+        predicted = scores >= thresholds[None, :]
+        out["micro_f1"] = float(f1_score(truth, predicted, average="micro", zero_division=0))
+        out["macro_f1"] = float(f1_score(truth[:, present], predicted[:, present], average="macro",
+                                         zero_division=0))
+    return out
+
+
+def prior_collapse(scores: np.ndarray, prior: np.ndarray, k: int = 3) -> float:
+    """Share of items whose top-k genres (as a set) are the prior's top-k: a model that only
+    reproduces the genre distribution scores 1.0. With k or fewer genres every top-k is the
+    same set, so k is capped at one fewer than the genres."""
+    k = max(1, min(k, len(prior) - 1))
+    prior_top = set(np.argsort(-prior, kind="stable")[:k].tolist())
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float(np.mean([set(row.tolist()) == prior_top for row in top])) if len(top) else 0.0
