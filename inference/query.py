@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,8 @@ class SimilarityResult:
     titles: tuple[SimilarTitle, ...]
     unknown_author: bool
     open_set: dict[str, float]  # the image's best author probability and title similarity, thresholds
+    # With a synopsis: the text's genres, the fused genres (or None) and a note (inference/text_genres.py).
+    synopsis: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,6 +103,7 @@ class StyleFinder:
         self.index_kind = index
         self.max_pixels = max_pixels
         self._lock = threading.Lock()  # a LiteRT interpreter runs one call at a time
+        self._text_finder = None
         self._catalog = self._open_catalog(bundle, _stamp(bundle.path))
 
     @property
@@ -143,14 +146,34 @@ class StyleFinder:
         return True
 
     def query(self, images: list[ImageInput], k: int = 10, mode: str = "embedding",
-              names: list[str] | None = None) -> list[SimilarityResult]:
-        """One result per image; an unreadable image raises ImageError naming it."""
+              names: list[str] | None = None, synopsis: str | None = None) -> list[SimilarityResult]:
+        """One result per image; an unreadable image raises ImageError naming it. With a `synopsis`
+        (the images' title's text; "" for none) each result also has the text's genres."""
         size = self._catalog.bundle.image_size
         pixels = np.stack([load_resized(image, size, self.max_pixels) for image in images])
-        return self.answer(self.encode(pixels), names or [_name(image) for image in images], k, mode)
+        names = names or [_name(image) for image in images]
+        return self.answer(self.encode(pixels), names, k, mode, synopsis)
 
-    def answer(self, outputs: dict[str, np.ndarray], names: list[str], k: int = 10, mode: str = "embedding"
-               ) -> list[SimilarityResult]:
+    @property
+    def has_text_model(self) -> bool:
+        from inference.text_genres import has_text_model
+
+        return has_text_model(self.bundle.path)
+
+    @property
+    def text_finder(self):
+        """The bundle's text genre model, opened on first use; BundleError when it has none."""
+        if self._text_finder is None:
+            from inference.text_genres import TextGenreFinder, has_text_model
+
+            if not has_text_model(self.bundle.path):
+                raise BundleError(f"{self.bundle.path}: this bundle has no text genre model (add one with "
+                                  "python -m training.train_text ... --bundle BUNDLE)")
+            self._text_finder = TextGenreFinder(self.bundle.path)
+        return self._text_finder
+
+    def answer(self, outputs: dict[str, np.ndarray], names: list[str], k: int = 10, mode: str = "embedding",
+               synopsis: str | None = None) -> list[SimilarityResult]:
         """Results from the model's outputs for `names` (one row each), e.g. read from a feature store."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
@@ -159,8 +182,20 @@ class StyleFinder:
             raise BundleError(f"{catalog.bundle.path}: this bundle has no author head; use --mode embedding")
         if not k >= 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        return [self._result(catalog, names[i], {key: value[i] for key, value in outputs.items()}, k, mode)
-                for i in range(len(names))]
+        results = [self._result(catalog, names[i], {key: value[i] for key, value in outputs.items()}, k, mode)
+                   for i in range(len(names))]
+        if synopsis is None:
+            return results
+        from inference.text_genres import synopsis_answer
+
+        bundle = catalog.bundle
+        with_text = []
+        for i, result in enumerate(results):
+            image = ({g: (float(p), float(t)) for g, p, t in zip(bundle.genres, outputs["genres"][i],
+                                                                 bundle.genre_thresholds, strict=True)}
+                     if "genres" in outputs and bundle.genres else {})
+            with_text.append(replace(result, synopsis=synopsis_answer(self.text_finder, synopsis, image)))
+        return with_text
 
     def encode(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 [n, H, W, 3] at the bundle's size -> the model's outputs."""

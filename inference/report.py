@@ -1,12 +1,16 @@
 """Top-k similarity reports: one self-contained HTML page and a PNG contact sheet per query.
 
     python -m inference.report IMAGES_OR_DIR [...] --out DIR [--bundle DIR] [--top-k 10]
-                               [--mode embedding|author] [--store DIR]
+                               [--mode embedding|author] [--store DIR] [--synopsis TEXT|@FILE]
 
     DIR/index.html      the page; every picture it shows is copied beside it
     DIR/queries/        the query images (PNG, at most 256 px)
     DIR/thumbs/         the bundle thumbnails of the titles shown
     DIR/sheets/         one contact sheet per query, for slides
+
+When the bundle holds a text genre model, a query image's synopsis is the `synopsis.txt` in
+its folder (the folder-import convention), or --synopsis for every image; the page shows the
+text's genres (and the fused ones) beside the image's.
 
 The report is written into a temporary folder and moved into place at the end,
 so an interrupted run never leaves a half-written report.
@@ -28,9 +32,12 @@ from tqdm import tqdm
 
 from datasets.features.store import StoreError
 from datasets.images import ImageError, file_problem, is_image_name, load_image
+from datasets.texts import SYNOPSIS_FILE, TextError, read_text_file
 from inference.bundle import BundleError
 from inference.contact_sheet import draw_contact_sheet
 from inference.query import DEMO_BUNDLE, MODES, SimilarityResult, StyleFinder
+from inference.text_genres import synopsis_argument
+from models.text_genre_model import TextModelError
 
 QUERY_SIDE = 256
 EXIT_BAD_INPUT = 2
@@ -62,7 +69,18 @@ def collect_images(sources: Sequence[str]) -> list[Path]:
     return images
 
 
-def _answers(finder: StyleFinder, images: Sequence[Path], k: int, mode: str, store: str | None
+def synopsis_for(finder: StyleFinder, image: Path, fixed: str | None) -> str | None:
+    """The text to answer `image` with: `fixed`, else its folder's synopsis.txt when the bundle
+    has a text model (None: no text part). TextError names a synopsis file that cannot be used."""
+    if fixed is not None:
+        return fixed
+    if not finder.has_text_model or not (image.parent / SYNOPSIS_FILE).is_file():
+        return None
+    return read_text_file(image.parent / SYNOPSIS_FILE) or ""
+
+
+def _answers(finder: StyleFinder, images: Sequence[Path], k: int, mode: str, store: str | None,
+             synopsis: str | None = None
              ) -> Iterator[tuple[Path, Image.Image | None, SimilarityResult | str]]:
     """Each image, its picture and its result, or None and why it could not be read. With a
     feature store the model's outputs come from there (a chunk at a time); the picture is still
@@ -71,10 +89,11 @@ def _answers(finder: StyleFinder, images: Sequence[Path], k: int, mode: str, sto
         for path in images:
             try:
                 picture = load_image(path, finder.max_pixels)
-            except ImageError as err:
+                text = synopsis_for(finder, path, synopsis)
+            except (ImageError, TextError) as err:
                 yield path, None, str(err)
                 continue
-            yield path, picture, finder.query([picture], k, mode, names=[str(path)])[0]
+            yield path, picture, finder.query([picture], k, mode, names=[str(path)], synopsis=text)[0]
         return
     from inference.stored_outputs import StoredOutputs
 
@@ -86,11 +105,12 @@ def _answers(finder: StyleFinder, images: Sequence[Path], k: int, mode: str, sto
                 if problem is None:
                     try:
                         picture = load_image(path, finder.max_pixels)
-                    except ImageError as err:  # changed since it was stored
+                        text = synopsis_for(finder, path, synopsis)
+                    except (ImageError, TextError) as err:  # changed since it was stored
                         yield path, None, str(err)
                         continue
                     row = {name: value[i:i + 1] for name, value in outputs.items()}
-                    yield path, picture, finder.answer(row, [str(path)], k, mode)[0]
+                    yield path, picture, finder.answer(row, [str(path)], k, mode, text)[0]
                 else:
                     yield path, None, problem
     finally:
@@ -98,8 +118,8 @@ def _answers(finder: StyleFinder, images: Sequence[Path], k: int, mode: str, sto
 
 
 def write_report(finder: StyleFinder, images: Sequence[Path], out: Path, k: int = 10,
-                 mode: str = "embedding", progress: bool = True, store: str | None = None
-                 ) -> tuple[Path, list[str]]:
+                 mode: str = "embedding", progress: bool = True, store: str | None = None,
+                 synopsis: str | None = None) -> tuple[Path, list[str]]:
     """Write the report folder; returns index.html and one line per image that could not be read.
     `store`: a feature store folder the model's outputs are read from and kept in.
 
@@ -113,8 +133,8 @@ def write_report(finder: StyleFinder, images: Sequence[Path], out: Path, k: int 
         (tmp / sub).mkdir(parents=True)
     sections, errors, copied = [], [], {}
     try:
-        answers = tqdm(_answers(finder, images, k, mode, store), total=len(images), desc="report", unit="img",
-                       disable=not progress)
+        answers = tqdm(_answers(finder, images, k, mode, store, synopsis), total=len(images), desc="report",
+                       unit="img", disable=not progress)
         for n, (_, picture, result) in enumerate(answers):
             if picture is None:
                 errors.append(result)
@@ -176,8 +196,22 @@ def _section(result: SimilarityResult, query: str, thumbs: list[str | None], she
         for t, thumb in zip(result.titles, thumbs, strict=True))
     return (f'<section class="query"><h2>{escape(result.image)}</h2><div class="head">'
             f'<img src="{query}" alt="query"><div class="bars"><b>Authors</b> (orange: prior){bars}'
-            f'<p class="genres">{genres or ""}</p>{unknown}</div></div>'
+            f'<p class="genres">{genres or ""}</p>{unknown}{_synopsis_part(result.synopsis)}</div></div>'
             f'<div class="titles">{titles}</div><p><a href="{sheet}">contact sheet (PNG)</a></p></section>')
+
+
+def _synopsis_part(synopsis: dict | None) -> str:
+    """The text's genres and the fused ones, with the note, or nothing without a synopsis."""
+    if synopsis is None:
+        return ""
+    parts = []
+    for key, label in (("text_genres", "Genres from the synopsis"), ("fused_genres", "Fused genres")):
+        if synopsis.get(key) is not None:
+            spans = "".join(f"<span>{escape(g['name'])} {g['probability']:.2f}</span>" for g in synopsis[key])
+            parts.append(f'<b>{label}</b><p class="genres {key}">{spans or "none"}</p>')
+    if synopsis.get("note"):
+        parts.append(f'<p class="note">{escape(synopsis["note"])}</p>')
+    return "".join(parts)
 
 
 def _img(source: str | None) -> str:
@@ -203,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="report folder (replaced if it exists)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--store", help="feature store folder: outputs of images run before are reused")
+    parser.add_argument("--synopsis", metavar="TEXT|@FILE",
+                        help="one synopsis for every image (default: each image folder's synopsis.txt)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     if not 1 <= args.top_k <= 100:
@@ -221,9 +257,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         finder = StyleFinder(args.bundle)
+        synopsis = None
+        if args.synopsis is not None:
+            synopsis = synopsis_argument(args.synopsis)
+            finder.text_finder  # noqa: B018  (a bundle without a text model fails here, before any image)
         page, errors = write_report(finder, images, args.out, args.top_k, args.mode, not args.quiet,
-                                    args.store)
-    except (BundleError, ImportError, StoreError) as err:
+                                    args.store, synopsis)
+    except (BundleError, ImportError, StoreError, TextError, TextModelError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     for error in errors:

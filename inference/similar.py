@@ -2,10 +2,13 @@
 
     python -m inference.similar IMAGE [IMAGE ...] [--bundle DIR] [--top-k 10]
                                 [--mode embedding|author] [--json] [--store DIR]
+                                [--synopsis TEXT|@FILE]
 
 With no --bundle it answers from the demo model shipped in the package. With --store, the
 model's outputs are read from that feature store where it has them and stored where it does
 not, so querying the same images again (or a catalog enrolled before) runs no network.
+With --synopsis (the title's text, or @FILE), the bundle's text genre model adds the text's
+genres beside the image's, and the fused genres where the bundle records a fusion weight.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from collections.abc import Sequence
 
 from datasets.features.store import StoreError
 from datasets.images import ImageError, load_image
+from datasets.texts import TextError
 from inference.bundle import BundleError
 from inference.query import DEMO_BUNDLE, MODES, RANKINGS, SimilarityResult, StyleFinder
+from inference.text_genres import synopsis_argument
+from models.text_genre_model import TextModelError
 
 BATCH = 32
 EXIT_BAD_INPUT = 2
@@ -40,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="embedding mode: titles by their nearest exemplars (default) or by their means")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--store", help="feature store folder: outputs of images run before are reused")
+    parser.add_argument("--synopsis", metavar="TEXT|@FILE",
+                        help="the title's synopsis (or a UTF-8 file): its genres beside the image's")
     return parser
 
 
@@ -55,10 +63,25 @@ def format_result(result: SimilarityResult) -> list[str]:
         lines.append("  unknown author: the best author probability and the nearest title's similarity "
                      "are both below the thresholds calibrated on validation "
                      f"({_pair(evidence, 'author_probability')}; {_pair(evidence, 'title_similarity')})")
+    if result.synopsis is not None:
+        lines.extend(synopsis_lines(result.synopsis))
     lines.append(f"  similar titles ({result.mode}):")
     for title in result.titles:
         lines.append(f"  {title.rank:3d}. {title.score:6.3f}  {title.title}  by {title.author or '?'}  "
                      f"{title.thumbnail or ''}")
+    return lines
+
+
+def synopsis_lines(synopsis: dict) -> list[str]:
+    lines = []
+    for key, label in (("text_genres", "text genres"), ("fused_genres", "fused genres")):
+        genres = synopsis.get(key)
+        if genres:
+            lines.append(f"  {label}: " + ", ".join(f"{g['name']} {g['probability']:.2f}" for g in genres))
+        elif key == "text_genres" and not synopsis.get("note"):
+            lines.append("  text genres: none passed its threshold")
+    if synopsis.get("note"):
+        lines.append(f"  note: {synopsis['note']}")
     return lines
 
 
@@ -82,8 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
+        if args.synopsis is not None:
+            args.synopsis = synopsis_argument(args.synopsis)
+            finder.text_finder  # noqa: B018  (a bundle without a text model fails here, before any image)
         results, errors = (_from_store(finder, args) if args.store else _from_images(finder, args))
-    except (BundleError, StoreError) as err:
+    except (BundleError, StoreError, TextError, TextModelError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:
@@ -106,7 +132,8 @@ def _from_store(finder: StyleFinder, args: argparse.Namespace) -> tuple[list[Sim
             good = [i for i, problem in enumerate(problems) if problem is None]
             errors.extend(problem for problem in problems if problem is not None)
             results.extend(finder.answer({name: value[good] for name, value in outputs.items()},
-                                         [args.images[start + i] for i in good], args.top_k, args.mode))
+                                         [args.images[start + i] for i in good], args.top_k, args.mode,
+                                         args.synopsis))
     finally:
         stored.close()
     return results, errors
@@ -124,7 +151,7 @@ def _from_images(finder: StyleFinder, args: argparse.Namespace) -> tuple[list[Si
             except ImageError as err:
                 errors.append(str(err))
         if pictures:
-            results.extend(finder.query(pictures, args.top_k, args.mode, names=names))
+            results.extend(finder.query(pictures, args.top_k, args.mode, names=names, synopsis=args.synopsis))
     return results, errors
 
 

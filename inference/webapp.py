@@ -18,13 +18,14 @@ from pathlib import Path
 from flask import Flask, Request, jsonify, request, send_from_directory
 
 from datasets.images import ImageError, load_image_bytes
+from datasets.texts import TextError
 from inference.query import StyleFinder
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_UPLOAD = 10 * 2**20
 MAX_K = 100
-# The form needs two parts (image, k): limits far above that, far below Werkzeug's defaults.
+# The form needs three parts (image, k, synopsis): limits far above that, far below Werkzeug's defaults.
 MAX_FORM_PARTS = 16
 MAX_FORM_FIELD = 64 * 2**10  # bytes of a part's headers or of a text field
 _K = re.compile(r"[0-9]{1,6}")  # ASCII digits only: str.isdigit() accepts "²", which int() refuses
@@ -64,7 +65,7 @@ def create_app(finder: StyleFinder, max_upload: int = DEFAULT_MAX_UPLOAD) -> Fla
     def healthz():
         bundle = finder.bundle
         return jsonify(status="ok", bundle=bundle.name, version=bundle.version, titles=len(bundle.titles),
-                       backend=finder.backend)
+                       backend=finder.backend, synopsis=finder.has_text_model)
 
     @app.get("/thumbs/<path:name>")
     def thumbnail(name: str):
@@ -82,7 +83,14 @@ def create_app(finder: StyleFinder, max_upload: int = DEFAULT_MAX_UPLOAD) -> Fla
             picture = load_image_bytes(upload.read(), name, finder.max_pixels)
         except ImageError as err:
             raise BadRequest(str(err)) from None
-        result = finder.query([picture], k, names=[name])[0]
+        synopsis = request.values.get("synopsis")
+        if synopsis is not None and not finder.has_text_model:
+            raise BadRequest("this bundle has no text genre model: send no synopsis, or add one with "
+                             "python -m training.train_text ... --bundle BUNDLE")
+        try:
+            result = finder.query([picture], k, names=[name], synopsis=synopsis)[0]
+        except TextError as err:
+            raise BadRequest(str(err)) from None
         document = finder.document([result], [])
         for title in document["results"][0]["titles"]:
             title["thumbnail_url"] = thumbnail_url(title["thumbnail"], thumbs)

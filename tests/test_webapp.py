@@ -65,11 +65,13 @@ class Server:
         return self.request("GET", path)
 
     def post_image(self, data: bytes, filename: str = "query.png", k: str | None = None,
-                   field: str = "image"):
+                   field: str = "image", synopsis: str | None = None):
         boundary = uuid.uuid4().hex
         parts = []
-        if k is not None:
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="k"\r\n\r\n{k}\r\n'.encode())
+        for name, value in (("k", k), ("synopsis", synopsis)):
+            if value is not None:
+                parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                             f"{value}\r\n".encode())
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"'
                      f"\r\nContent-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
         body = b"".join(parts) + f"--{boundary}--\r\n".encode()
@@ -295,3 +297,9 @@ def test_a_second_signal_ends_the_server_at_once(tmp_path):
         if running.process.poll() is None:
             running.process.kill()
             running.process.wait()
+
+
+def test_a_synopsis_to_a_bundle_without_a_text_model_is_one_line(server):
+    status, answer = server.post_image(SAMPLE.read_bytes(), synopsis="a knight fights a dragon")
+    assert status == 400 and answer["error"].startswith("this bundle has no text genre model")
+    assert json.loads(server.get("/healthz")[1])["synopsis"] is False

@@ -32,6 +32,19 @@ function drawAuthors(authors) {
   }
 }
 
+function genreSpans(genres) {
+  return (genres || []).map(g => element("span", {}, `${g.name} ${g.probability.toFixed(2)}`));
+}
+
+function drawSynopsis(synopsis) {
+  document.getElementById("text-part").hidden = !synopsis;
+  if (!synopsis) return;
+  document.getElementById("text-genres").replaceChildren(...genreSpans(synopsis.text_genres));
+  document.getElementById("fused-genres").replaceChildren(...genreSpans(synopsis.fused_genres));
+  document.getElementById("fused-heading").hidden = !synopsis.fused_genres;
+  document.getElementById("text-note").textContent = synopsis.note || "";
+}
+
 function drawResult(result, file) {
   document.getElementById("query").src = URL.createObjectURL(file);
   drawAuthors(result.authors);
@@ -39,6 +52,7 @@ function drawResult(result, file) {
   const genres = document.getElementById("genres");
   genres.replaceChildren(...result.genres.map(g => element("span", {}, `${g.name} ${g.probability.toFixed(2)}`)));
   document.getElementById("genres-heading").hidden = result.genres.length === 0;
+  drawSynopsis(result.synopsis);
   const list = document.getElementById("titles");
   list.replaceChildren();
   for (const title of result.titles) {
@@ -56,6 +70,8 @@ async function submit(file) {
   const body = new FormData();
   body.append("image", file);
   body.append("k", document.getElementById("k").value);
+  const synopsis = document.getElementById("synopsis").value.trim();
+  if (synopsis && !document.getElementById("synopsis-box").hidden) body.append("synopsis", synopsis);
   showStatus(`Looking at ${file.name}…`);
   try {
     const response = await fetch("/api/similar", { method: "POST", body });
@@ -83,4 +99,5 @@ drop.addEventListener("drop", event => {
 fetch("/healthz").then(r => r.json()).then(health => {
   document.getElementById("bundle").textContent =
     `Model ${health.bundle} (version ${health.version}), ${health.titles} titles.`;
+  document.getElementById("synopsis-box").hidden = !health.synopsis;
 }).catch(() => {});
