@@ -435,3 +435,43 @@ def test_train_text_into_a_bundle_chooses_fusion_on_validation_images(text_run, 
     assert "fusion o" in result.stdout and "test with images (40 titles): macro mAP image" in result.stdout
     both = json.loads((tmp_path / "runs" / "f" / "metrics.json").read_text())["test_with_images"]
     assert both["text_macro_map"] > both["image_macro_map"]  # these icons do not show the texts' genres
+
+
+def test_train_text_from_a_catalog_uses_each_titles_synopsis_in_its_split(tmp_path):
+    from datasets.catalog import Catalog
+    from datasets.config import ImportConfig
+    from datasets.imports import ingest, read_source
+    from tests.imagegen import style_image
+
+    rows = _rows(60, 5)
+    lines = [["image", "title", "author", "genres", "text"]]
+    for i, row in enumerate(rows):
+        style_image(i % 3, i).save(tmp_path / f"{i}.png")
+        text = row["text"] if i != 7 else "No synopsis information has been added to this title."
+        lines.append([f"{i}.png", f"title {i}", f"a{i % 3}", row["genres"], text])
+    with open(tmp_path / "m.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(lines)
+    records, _ = read_source(tmp_path / "m.csv", None)
+    with Catalog(tmp_path / "c.sqlite", create=True) as catalog:
+        ingest(catalog, records, ImportConfig(), progress=False)
+        catalog.set_splits(
+            {r.id: "val" if int(r.title.split()[1]) % 4 == 0 else "train" for r in catalog.images()}
+        )
+    result = run_cli(
+        "training.train_text",
+        "--preset",
+        "tiny",
+        "--catalog",
+        str(tmp_path / "c.sqlite"),
+        "--out-dir",
+        str(tmp_path / "runs"),
+        "--name",
+        "c",
+        "--quiet",
+        check_exit=0,
+    )
+    metrics = json.loads((tmp_path / "runs" / "c" / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "runs" / "c" / "text_genres" / "text_model.json").read_text())
+    # 60 titles, 15 in val; title 7 (train) has only a placeholder, so no text row
+    assert saved["data"] == {"train_texts": 44, "val_texts": 15} and metrics["val"]["items"] == 15
+    assert metrics["val"]["macro_map"] > metrics["val"]["prior_macro_map"], result.stdout

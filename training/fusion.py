@@ -18,7 +18,7 @@ from training.metrics import multilabel_figures
 
 log = logging.getLogger(__name__)
 
-WEIGHTS = tuple(round(w, 1) for w in np.linspace(0, 1, 11))
+WEIGHTS = tuple(i / 10 for i in range(11))
 MIN_GAIN = 0.01  # validation macro mAP over the better single modality
 
 
