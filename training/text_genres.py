@@ -58,15 +58,9 @@ def _vectorizers(cfg: TextModelConfig):
 
 
 def _blocks(vectorizers) -> list[TfidfBlock]:
-    blocks = []
-    for vec in vectorizers:
-        terms = vec.get_feature_names_out()
-        blocks.append(
-            TfidfBlock(
-                vec.analyzer, tuple(vec.ngram_range), tuple(terms.tolist()), vec.idf_.astype(np.float32)
-            )
-        )
-    return blocks
+    # scikit-learn numbers its vocabulary in sorted order, as TfidfBlock needs
+    return [TfidfBlock(vec.analyzer, tuple(vec.ngram_range), vec.get_feature_names_out(),
+                       vec.idf_.astype(np.float32)) for vec in vectorizers]
 
 
 def sentence_features(
