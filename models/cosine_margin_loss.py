@@ -26,7 +26,9 @@ class CosineMarginLoss(keras.losses.Loss):
         logits = ops.cast(y_pred, "float32")
         if self.margin:
             logits = logits - self.scale * self.margin * ops.one_hot(labels, ops.shape(logits)[-1])
-        return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        # -1: an image of a title the head has no class for (a validation title when the heads
+        # are refitted on training and validation images) adds no title loss.
+        return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True, ignore_class=-1)
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale, "margin": self.margin}
