@@ -54,6 +54,9 @@ def main() -> int:
     parser.add_argument("--work", type=Path, help="runs and caches (default: DIR/fusion_work)")
     parser.add_argument("--image-preset", help="image training preset (default: the default recognizer)")
     parser.add_argument("--reuse", action="store_true", help="keep an image bundle trained before")
+    parser.add_argument("--image-set", action="append", default=["train.refit_with_val=false"],
+                        help="image config overrides (default: no refit on validation, so that validation "
+                             "can choose the fusion weight)")
     args = parser.parse_args()
     data = args.data.resolve()
     work = (args.work or data / "fusion_work").resolve()
@@ -66,7 +69,9 @@ def main() -> int:
                    "--image-root", str(data), "--label", "genres", "--out-dir", str(work / "runs"),
                    "--name", "images", "--quiet"]
         preset = ["--preset", args.image_preset] if args.image_preset else []
-        out["image_train_seconds"] = run([*command, *preset])
+        resume = ["--resume"] if (work / "runs" / "images").is_dir() else []  # a run stopped earlier
+        overrides = [item for value in args.image_set for item in ("--set", value)]
+        out["image_train_seconds"] = run([*command, *preset, *resume, *overrides])
     out["text_train_seconds"] = run(["training.train_text", "--manifest", str(data / "train.csv"),
                                      "--val-manifest", str(data / "val.csv"), "--test-manifest",
                                      str(data / "test.csv"), "--bundle", str(bundle), "--out-dir",

@@ -456,3 +456,14 @@ def test_the_sentence_encoder_cache_gives_the_same_vectors_and_survives_damage(t
     (folder / "arrays.npz").write_bytes(b"not an npz")
     np.testing.assert_array_equal(load_use(version).encode(texts), built)  # rebuilt, same answer
     assert np.load(folder / "arrays.npz")["feat_dim"] == 1280
+
+
+def test_fusion_is_not_chosen_on_validation_images_the_image_model_was_refit_on(tmp_path):
+    from training.fusion import fuse_with_bundle, image_model_saw_validation
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"trained_on_validation": False}))
+    assert image_model_saw_validation(tmp_path) is None
+    (tmp_path / "metrics.json").write_text(json.dumps({"trained_on_validation": True}))
+    fusion, test = fuse_with_bundle(tmp_path, None, [], [], None, None)
+    assert not fusion["enabled"] and test is None
+    assert fusion["reason"].startswith("the image model's heads were refit on its validation images")

@@ -72,6 +72,10 @@ def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int,
     cosine = write_tflite(serving, tmp / TFLITE_MODEL, size, check_rows)
     metrics = {"validation": evaluate_outputs(bundle, val.outputs, val.rows, tmp) if val.rows else {},
                "validation_rule": data.validation,
+               # True after a refit on training + validation: validation figures are then the frozen
+               # heads', and the exported heads have seen the validation images (fusion checks this).
+               "trained_on_validation": bool(data.val_rows) and {r.path for r in data.val_rows}
+               <= {r.path for r in data.train_rows},
                "tflite_min_cosine": cosine}
     if "confusion_matrix" in metrics["validation"]:
         metrics["validation"]["confusion_matrix"] = "confusion.png"  # inside the bundle, not bundle.tmp

@@ -8,9 +8,11 @@ the better single modality by MIN_GAIN: a small validation set's noise must not 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -74,6 +76,22 @@ def image_genre_scores(bundle: str | os.PathLike, images: Sequence[str], batch: 
     return np.concatenate(out).astype(np.float32), genres
 
 
+def image_model_saw_validation(bundle: str | os.PathLike) -> str | None:
+    """Why the bundle's image model cannot judge a fusion weight on validation images, or None.
+
+    A run with validation images refits its heads on training and validation together
+    (train.refit_with_val), so on those images it scores as if it had seen them, and would win
+    every weight it is compared at. The bundle's metrics.json says whether that happened."""
+    try:
+        metrics = json.loads((Path(bundle) / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if metrics.get("trained_on_validation"):
+        return ("the image model's heads were refit on its validation images (train.refit_with_val), so "
+                "validation cannot choose a fusion weight; train it with --set train.refit_with_val=false")
+    return None
+
+
 def fuse_with_bundle(bundle: str | os.PathLike, model, val: Sequence, test: Sequence, encoder, cfg
                      ) -> tuple[dict, dict | None]:
     """Choose the fusion weight on the validation rows that name an image, and measure image,
@@ -88,9 +106,10 @@ def fuse_with_bundle(bundle: str | os.PathLike, model, val: Sequence, test: Sequ
         aligned, known = align(image, image_genres, model.genres)
         return aligned, known, text_scores(model, rows, encoder, cfg), label_matrix(rows, model.genres)
 
-    on_val = scored(val)
+    refit = image_model_saw_validation(bundle)
+    on_val = None if refit else scored(val)
     if on_val is None:
-        return {"enabled": False, "reason": "no validation rows with an image"}, None
+        return {"enabled": False, "reason": refit or "no validation rows with an image"}, None
     fusion = choose_fusion(*on_val)
     log.info("fusion on validation: %s", fusion)
     on_test = scored(test)
