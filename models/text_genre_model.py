@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,9 +71,14 @@ class TextGenreModel:
 
     # -- the folder --------------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write both files to temporary names, then rename: a kill leaves the old model or the new."""
+        """Write the model into a new folder beside `folder`, then swap the folders: a kill at any
+        moment leaves the old model or the new one (a swap cut short is repaired on the next
+        save or load), never the files of both."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        _repair_swap(folder)
+        new = folder.with_name(f".{folder.name}.new")
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir(parents=True)
         arrays = {
             "weights": self.weights.astype(np.float16),
             "bias": self.bias.astype(np.float32),
@@ -90,16 +95,22 @@ class TextGenreModel:
             "blocks": [{"analyzer": b.analyzer, "ngram_range": list(b.ngram_range)} for b in self.blocks],
             **self.info,
         }
-        _write_atomic(folder / ARRAYS_NAME, lambda handle: np.savez(handle, **arrays))
-        _write_atomic(
-            folder / CONFIG_NAME,
+        _write_synced(new / ARRAYS_NAME, lambda handle: np.savez(handle, **arrays))
+        _write_synced(
+            new / CONFIG_NAME,
             lambda handle: handle.write(json.dumps(config, indent=1, ensure_ascii=False).encode()),
         )
+        old = folder.with_name(f".{folder.name}.old")
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(new, folder)
+        shutil.rmtree(old, ignore_errors=True)
         return folder
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> TextGenreModel:
         folder = Path(folder)
+        _repair_swap(folder)
         config_path, arrays_path = folder / CONFIG_NAME, folder / ARRAYS_NAME
         try:
             config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -142,14 +153,19 @@ class TextGenreModel:
         return model
 
 
-def _write_atomic(target: Path, write) -> None:
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False)  # noqa: SIM115
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, target)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+def _repair_swap(folder: Path) -> None:
+    """After a kill between the two renames of a save: the old model back if the new one never
+    arrived, else the old one gone."""
+    old = folder.with_name(f".{folder.name}.old")
+    if old.exists():
+        if folder.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, folder)
+
+
+def _write_synced(target: Path, write) -> None:
+    with open(target, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -467,3 +467,22 @@ def test_fusion_is_not_chosen_on_validation_images_the_image_model_was_refit_on(
     fusion, test = fuse_with_bundle(tmp_path, None, [], [], None, None)
     assert not fusion["enabled"] and test is None
     assert fusion["reason"].startswith("the image model's heads were refit on its validation images")
+
+
+def test_a_save_cut_short_leaves_the_old_model_or_the_new_never_both(text_run, tmp_path):
+    from models.text_genre_model import TextGenreModel
+
+    _, run, _ = text_run
+    model = TextGenreModel.load(run / "text_genres")
+    target = tmp_path / "text_genres"
+    model.save(target)
+    # killed after the old folder was moved aside, before the new one arrived: the old comes back
+    target.rename(tmp_path / ".text_genres.old")
+    (tmp_path / ".text_genres.new").mkdir()
+    assert TextGenreModel.load(target).genres == model.genres
+    # killed after the new one arrived: the old one is removed, the new one answers
+    (tmp_path / ".text_genres.old").mkdir()
+    model.thresholds = model.thresholds * 0 + 0.3
+    model.save(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["text_genres"]
+    assert float(TextGenreModel.load(target).thresholds[0]) == pytest.approx(0.3)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -148,12 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     model.save(run_dir / TEXT_MODEL_DIR)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     if args.bundle:
-        target = Path(args.bundle) / TEXT_MODEL_DIR
-        staging = target.with_name(f".{TEXT_MODEL_DIR}.new")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(run_dir / TEXT_MODEL_DIR, staging)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
+        model.save(Path(args.bundle) / TEXT_MODEL_DIR)
     for line in report_lines(metrics, model.info.get("fusion")):
         print(line)
     print(
