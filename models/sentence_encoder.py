@@ -4,7 +4,7 @@
 runs on numpy alone, and maps 16 languages, Korean included, into one 512-d space: an English
 synopsis and its Korean translation land close together, which TF-IDF cannot do.
 
-`models/use_loader.py` loads it fast enough for a cold query (C++ tokenizer, cached weights).
+`models/use_loader.py` loads it fast enough for a cold query (fast tokenizer, cached weights).
 Encoding costs about 15 ms per text on one core, so texts are encoded once and kept in the
 feature store (the one that holds image features), keyed by the SHA-256 of the UTF-8 text and
 the encoder's identity: a new split or a retrain encodes nothing again.
@@ -12,6 +12,7 @@ the encoder's identity: a new split or a retrain encodes nothing again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ class SentenceEncoderMissing(RuntimeError):
     """The package is not installed; str() says what to install."""
 
 
+@functools.cache  # metadata lookups cost 5-20 ms each, a cold query's budget
 def package_version() -> str:
     for name, hint in ((PACKAGE, f"{PACKAGE}>=0.2.1,<0.3"), ("sentencepiece", "sentencepiece>=0.2")):
         try:

