@@ -39,7 +39,7 @@ class TextRow:
 def read_text_manifest(path: str | os.PathLike, languages: Sequence[str] = ()) -> list[TextRow]:
     """Rows of a text manifest, optionally of some languages only. One TextError line naming the
     file for a missing column or an unreadable file. A row whose text is unusable (binary, over
-    64 KB) is skipped with one warning naming the file and row, as a folder import skips a bad
+    256 KB) is skipped with one warning naming the file and row, as a folder import skips a bad
     image; rows with an empty text or no genre are skipped quietly (they teach nothing)."""
     path = Path(path)
     csv.field_size_limit(max(csv.field_size_limit(), _MAX_FIELD))

@@ -16,7 +16,9 @@ from pathlib import Path
 SYNOPSIS_FILE = "synopsis.txt"  # a title folder's text, in a folder import
 TEXT_KEY = "synopsis"  # the title info key in the catalog
 PLACEHOLDER_FLAG = "synopsis_placeholder"  # set to "1" by a collector that recognised one
-MAX_TEXT_BYTES = 64 * 1024  # a synopsis is a few hundred words; more is not a synopsis
+# A synopsis is a few hundred words, but real descriptions run long (Debian's longest package
+# description is 80 KB): refuse only what is no synopsis at all (a 10 MB paste, a file dump).
+MAX_TEXT_BYTES = 256 * 1024
 # Lower-case phrases a site shows in place of a synopsis it does not have.
 PLACEHOLDERS = ("no synopsis information has been added", "no synopsis yet", "줄거리 정보가 없습니다")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from flask import Flask, Request, jsonify, request, send_from_directory
 
 from datasets.images import ImageError, load_image_bytes
-from datasets.texts import TextError
+from datasets.texts import MAX_TEXT_BYTES, TextError
 from inference.query import StyleFinder
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ DEFAULT_MAX_UPLOAD = 10 * 2**20
 MAX_K = 100
 # The form needs three parts (image, k, synopsis): limits far above that, far below Werkzeug's defaults.
 MAX_FORM_PARTS = 16
-MAX_FORM_FIELD = 64 * 2**10  # bytes of a part's headers or of a text field
+MAX_FORM_FIELD = MAX_TEXT_BYTES  # bytes of a part's headers or of a text field: a synopsis fits
 _K = re.compile(r"[0-9]{1,6}")  # ASCII digits only: str.isdigit() accepts "²", which int() refuses
 STATIC = Path(__file__).with_name("static")
 

@@ -48,7 +48,7 @@ def test_bad_synopsis_files_are_one_line_each_and_their_titles_images_still_come
     assert report.added == 6 and texts == {}
     folder = tmp_path / "src" / "a"
     assert skipped == [
-        f"{folder / 'big' / 'synopsis.txt'}: {MAX_TEXT_BYTES + 1:,} bytes, over the 64 KB a synopsis may "
+        f"{folder / 'big' / 'synopsis.txt'}: {MAX_TEXT_BYTES + 1:,} bytes, over the 256 KB a synopsis may "
         "have; the title is imported without it",
         f"{folder / 'binary' / 'synopsis.txt'}: binary data, not text; the title is imported without it",
         f"{folder / 'latin1' / 'synopsis.txt'}: not UTF-8 text (byte 5); the title is imported without it",

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from inference.query import DEMO_BUNDLE
+from inference.webapp import MAX_FORM_FIELD
 from tests.conftest import REPO, run_cli
 
 pytest.importorskip("flask")
@@ -168,7 +169,7 @@ def _multipart(boundary: str, parts: list[bytes]) -> tuple[bytes, dict]:
 def test_form_limits_are_413_saying_what_was_too_large(server):
     boundary = uuid.uuid4().hex
     header = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
-              f"X-Padding: {'p' * 200_000}\r\n\r\n").encode() + SAMPLE.read_bytes() + b"\r\n"
+              f"X-Padding: {'p' * (MAX_FORM_FIELD + 1000)}\r\n\r\n").encode() + SAMPLE.read_bytes() + b"\r\n"
     many = [f'--{boundary}\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\nx\r\n'.encode()
             for i in range(5000)]
     for parts in ([header], many):
