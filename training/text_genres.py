@@ -92,6 +92,10 @@ def fit_text_model(
     if dense is not None:
         parts.append(sp.csr_matrix(dense * cfg.sentence_scale))
     x = sp.hstack(parts, format="csr", dtype=np.float32)
+    # Canonical (sorted, no duplicates) before the classifiers see it: scikit-learn's checks would
+    # otherwise sort it in place, from both threads at once, and corrupt it (a crash, or a model
+    # that differs run to run).
+    x.sum_duplicates()
     y = label_matrix(train, genres)
     log.info("text model: %d texts, %d features, %d genres", x.shape[0], x.shape[1], len(genres))
     if cfg.engine == "keras":
