@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datasets.images import DEFAULT_MAX_PIXELS, load_resized
+from datasets.images import DEFAULT_MAX_PIXELS, load_image, load_resized
 from inference.author_prototypes import combine, title_author_matrix, title_probabilities
 from inference.bundle import MANIFEST, Bundle, BundleError
 from inference.runner import ModelRunner, open_runner
@@ -70,6 +70,9 @@ class SimilarityResult:
     open_set: dict[str, float]  # the image's best author probability and title similarity, thresholds
     # With a synopsis: the text's genres, the fused genres (or None) and a note (inference/text_genres.py).
     synopsis: dict | None = None
+    # When explained (inference/style_map.py): where each author's style is, and [] or the mixed styles.
+    style_map: dict | None = None
+    mixed: list[dict] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -146,13 +149,47 @@ class StyleFinder:
         return True
 
     def query(self, images: list[ImageInput], k: int = 10, mode: str = "embedding",
-              names: list[str] | None = None, synopsis: str | None = None) -> list[SimilarityResult]:
+              names: list[str] | None = None, synopsis: str | None = None,
+              explain: bool = False) -> list[SimilarityResult]:
         """One result per image; an unreadable image raises ImageError naming it. With a `synopsis`
-        (the images' title's text; "" for none) each result also has the text's genres."""
+        (the images' title's text; "" for none) each result also has the text's genres; with
+        `explain`, its style map and mixed styles."""
         size = self._catalog.bundle.image_size
+        if explain:  # decoded once: the whole image and its windows come from the same pixels
+            images = [image if isinstance(image, Image.Image) else load_image(image, self.max_pixels)
+                      for image in images]
         pixels = np.stack([load_resized(image, size, self.max_pixels) for image in images])
         names = names or [_name(image) for image in images]
-        return self.answer(self.encode(pixels), names, k, mode, synopsis)
+        results = self.answer(self.encode(pixels), names, k, mode, synopsis)
+        if not explain:
+            return results
+        return [self.explain(result, image) for image, result in zip(images, results, strict=True)]
+
+    def explain(self, result: SimilarityResult, image: Image.Image) -> SimilarityResult:
+        """`result` with the style map and the mixed styles of its image (the picture itself)."""
+        names = self.bundle.all_authors
+        found = self.style_map(image, [names.index(a.name) for a in result.authors if a.name in names])
+        return replace(result, style_map=found.to_dict(), mixed=list(found.mixed))
+
+    def style_map(self, image: Image.Image, first: list[int] | None = None):
+        """Where each author's style is in `image` (an RGB picture): inference/style_map.py."""
+        from inference.style_map import build_style_map, window_layout, window_pixels
+
+        catalog = self._catalog
+        if not catalog.bundle.authors:
+            raise BundleError(f"{catalog.bundle.path}: this bundle has no author head to map")
+        bundle = catalog.bundle
+        layout = window_layout(*image.size)
+        outputs = self.encode(window_pixels(image, layout, bundle.image_size))
+        probabilities = np.stack([
+            self.author_probabilities(catalog, {key: value[i] for key, value in outputs.items()})
+            for i in range(len(layout.windows))
+        ])
+        votes = None  # windows like no title the bundle knows do not call an image mixed
+        if "title_similarity" in bundle.open_set:
+            nearest = (unit_rows(outputs["embedding"]) @ bundle.title_embeddings.T).max(axis=1)
+            votes = nearest >= bundle.open_set["title_similarity"]
+        return build_style_map(layout, probabilities, bundle.all_authors, first, votes)
 
     @property
     def has_text_model(self) -> bool:

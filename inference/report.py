@@ -2,15 +2,19 @@
 
     python -m inference.report IMAGES_OR_DIR [...] --out DIR [--bundle DIR] [--top-k 10]
                                [--mode embedding|author] [--store DIR] [--synopsis TEXT|@FILE]
+                               [--no-style-map]
 
     DIR/index.html      the page; every picture it shows is copied beside it
     DIR/queries/        the query images (PNG, at most 256 px)
     DIR/thumbs/         the bundle thumbnails of the titles shown
     DIR/sheets/         one contact sheet per query, for slides
+    DIR/maps/           one style map overlay per query (bundles with an author head)
 
 When the bundle holds a text genre model, a query image's synopsis is the `synopsis.txt` in
 its folder (the folder-import convention), or --synopsis for every image; the page shows the
-text's genres (and the fused ones) beside the image's.
+text's genres (and the fused ones) beside the image's. Beside each query is its style map
+(inference/style_map.py: where each author's style is, and whether it holds several), which
+costs about ten model runs per image: --no-style-map leaves it out.
 
 The report is written into a temporary folder and moved into place at the end,
 so an interrupted run never leaves a half-written report.
@@ -36,6 +40,8 @@ from datasets.texts import SYNOPSIS_FILE, TextError, read_text_file
 from inference.bundle import BundleError
 from inference.contact_sheet import draw_contact_sheet
 from inference.query import DEMO_BUNDLE, MODES, SimilarityResult, StyleFinder
+from inference.style_map import mixed_summary
+from inference.style_overlay import write_overlay
 from inference.text_genres import synopsis_argument
 from models.text_genre_model import TextModelError
 
@@ -55,6 +61,7 @@ background:#dd8452} .genres span{background:#e7eef7;border-radius:3px;padding:0 
 .unknown{color:#a33;font-weight:bold} .titles{display:flex;flex-wrap:wrap;gap:.8em;margin-top:1em}
 .title{width:120px;text-align:center;font-size:.8em} .title img{width:96px;height:96px;object-fit:contain;
 background:#fff;border:1px solid #ddd} .score{color:#666} .errors{color:#a33}
+.map{margin:0;font-size:.8em;max-width:220px} .map img{max-width:220px;max-height:260px}
 """
 
 
@@ -119,9 +126,10 @@ def _answers(finder: StyleFinder, images: Sequence[Path], k: int, mode: str, sto
 
 def write_report(finder: StyleFinder, images: Sequence[Path], out: Path, k: int = 10,
                  mode: str = "embedding", progress: bool = True, store: str | None = None,
-                 synopsis: str | None = None) -> tuple[Path, list[str]]:
+                 synopsis: str | None = None, style_maps: bool = True) -> tuple[Path, list[str]]:
     """Write the report folder; returns index.html and one line per image that could not be read.
-    `store`: a feature store folder the model's outputs are read from and kept in.
+    `store`: a feature store folder the model's outputs are read from and kept in. `style_maps`:
+    an overlay beside each query, where the bundle has an author head.
 
     The new report is built beside the old one and swapped in with renames, so that at every
     moment one complete report exists: in `out`, or, for an instant, in `out.old` (a run killed
@@ -129,7 +137,8 @@ def write_report(finder: StyleFinder, images: Sequence[Path], out: Path, k: int 
     finish_interrupted_swap(out)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    for sub in ("queries", "thumbs", "sheets"):
+    style_maps = style_maps and bool(finder.bundle.authors)
+    for sub in ("queries", "thumbs", "sheets", "maps"):
         (tmp / sub).mkdir(parents=True)
     sections, errors, copied = [], [], {}
     try:
@@ -145,7 +154,12 @@ def write_report(finder: StyleFinder, images: Sequence[Path], out: Path, k: int 
             small.save(tmp / query_name)
             thumbs = [_copy_thumbnail(title.thumbnail, tmp, copied) for title in result.titles]
             sheet = draw_contact_sheet(result, small, tmp / "sheets" / f"{n:05d}.png")
-            sections.append(_section(result, query_name, thumbs, sheet.relative_to(tmp).as_posix()))
+            overlay = None
+            if style_maps:
+                result = finder.explain(result, picture)
+                overlay = f"maps/{n:05d}.png"
+                write_overlay(tmp / overlay, picture, result.style_map, result.mixed)
+            sections.append(_section(result, query_name, thumbs, sheet.relative_to(tmp).as_posix(), overlay))
         title = f"Stylefinder: top-{k} similar titles ({finder.bundle.name})"
         (tmp / "index.html").write_text(_page(title, finder, sections, errors), encoding="utf-8")
     except BaseException:
@@ -181,7 +195,8 @@ def _copy_thumbnail(source: str | None, folder: Path, copied: dict[str, str]) ->
     return copied[source]
 
 
-def _section(result: SimilarityResult, query: str, thumbs: list[str | None], sheet: str) -> str:
+def _section(result: SimilarityResult, query: str, thumbs: list[str | None], sheet: str,
+             overlay: str | None = None) -> str:
     bars = "".join(
         f'<div class="bar"><span class="name">{escape(a.name)}</span><span class="track">'
         f'<span class="fill" style="display:block;width:{100 * a.probability:.1f}%"></span>'
@@ -194,8 +209,10 @@ def _section(result: SimilarityResult, query: str, thumbs: list[str | None], she
         f'<figure class="title">{_img(thumb)}<figcaption>{t.rank}. <b>{escape(t.title)}</b><br>'
         f'{escape(t.author or "?")}<br><span class="score">{t.score:.3f}</span></figcaption></figure>'
         for t, thumb in zip(result.titles, thumbs, strict=True))
+    style = (f'<figure class="map"><img src="{overlay}" alt="style map"><figcaption>'
+             f'{escape(mixed_summary(result.mixed) or "one style")}</figcaption></figure>') if overlay else ""
     return (f'<section class="query"><h2>{escape(result.image)}</h2><div class="head">'
-            f'<img src="{query}" alt="query"><div class="bars"><b>Authors</b> (orange: prior){bars}'
+            f'<img src="{query}" alt="query">{style}<div class="bars"><b>Authors</b> (orange: prior){bars}'
             f'<p class="genres">{genres or ""}</p>{unknown}{_synopsis_part(result.synopsis)}</div></div>'
             f'<div class="titles">{titles}</div><p><a href="{sheet}">contact sheet (PNG)</a></p></section>')
 
@@ -239,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--store", help="feature store folder: outputs of images run before are reused")
     parser.add_argument("--synopsis", metavar="TEXT|@FILE",
                         help="one synopsis for every image (default: each image folder's synopsis.txt)")
+    parser.add_argument("--no-style-map", action="store_true",
+                        help="no style map overlays (each costs about ten model runs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     if not 1 <= args.top_k <= 100:
@@ -262,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             synopsis = synopsis_argument(args.synopsis)
             finder.text_finder  # noqa: B018  (a bundle without a text model fails here, before any image)
         page, errors = write_report(finder, images, args.out, args.top_k, args.mode, not args.quiet,
-                                    args.store, synopsis)
+                                    args.store, synopsis, not args.no_style_map)
     except (BundleError, ImportError, StoreError, TextError, TextModelError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -2,13 +2,16 @@
 
     python -m inference.similar IMAGE [IMAGE ...] [--bundle DIR] [--top-k 10]
                                 [--mode embedding|author] [--json] [--store DIR]
-                                [--synopsis TEXT|@FILE]
+                                [--synopsis TEXT|@FILE] [--explain DIR]
 
 With no --bundle it answers from the demo model shipped in the package. With --store, the
 model's outputs are read from that feature store where it has them and stored where it does
 not, so querying the same images again (or a catalog enrolled before) runs no network.
 With --synopsis (the title's text, or @FILE), the bundle's text genre model adds the text's
 genres beside the image's, and the fused genres where the bundle records a fusion weight.
+With --explain DIR, each image's style map (where each author's style is) is written there as an
+overlay PNG, said in one line (one style, or the mixed styles and where), and given in --json as
+`style_map` and `mixed`.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 
 from datasets.features.store import StoreError
 from datasets.images import ImageError, load_image
 from datasets.texts import TextError
 from inference.bundle import BundleError
 from inference.query import DEMO_BUNDLE, MODES, RANKINGS, SimilarityResult, StyleFinder
+from inference.style_map import mixed_summary
 from inference.text_genres import synopsis_argument
 from models.text_genre_model import TextModelError
 
@@ -48,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", help="feature store folder: outputs of images run before are reused")
     parser.add_argument("--synopsis", metavar="TEXT|@FILE",
                         help="the title's synopsis (or a UTF-8 file): its genres beside the image's")
+    parser.add_argument("--explain", metavar="DIR",
+                        help="write each image's style map overlay here; --json adds style_map and mixed")
     return parser
 
 
@@ -65,6 +73,8 @@ def format_result(result: SimilarityResult) -> list[str]:
                      f"({_pair(evidence, 'author_probability')}; {_pair(evidence, 'title_similarity')})")
     if result.synopsis is not None:
         lines.extend(synopsis_lines(result.synopsis))
+    if result.mixed is not None:
+        lines.append("  " + (mixed_summary(result.mixed) or "one style"))
     lines.append(f"  similar titles ({result.mode}):")
     for title in result.titles:
         lines.append(f"  {title.rank:3d}. {title.score:6.3f}  {title.title}  by {title.author or '?'}  "
@@ -99,8 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= args.top_k <= 1000:
         print(f"error: --top-k must be between 1 and 1000, got {args.top_k}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.explain and args.store:
+        print("error: --explain maps the images themselves: leave out --store", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         finder = StyleFinder(args.bundle, backend=args.backend, index=args.index, ranking=args.rank)
+        if args.explain:
+            explain_folder(finder, args.explain)
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -139,8 +154,33 @@ def _from_store(finder: StyleFinder, args: argparse.Namespace) -> tuple[list[Sim
     return results, errors
 
 
+def explain_folder(finder: StyleFinder, folder: str) -> Path:
+    """The --explain folder, made; BundleError (one line) when the bundle cannot map or it cannot be made."""
+    if not finder.bundle.authors:
+        raise BundleError(f"{finder.bundle.path}: this bundle has no author head: --explain maps authors")
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BundleError(f"{path}: cannot write style maps there ({err.strerror or err})") from None
+    return path
+
+
+def _overlay_name(image: str, used: set[str]) -> str:
+    stem, n = Path(image).stem or "image", 1
+    name = f"{stem}.style.png"
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}.style.png"
+    used.add(name)
+    return name
+
+
 def _from_images(finder: StyleFinder, args: argparse.Namespace) -> tuple[list[SimilarityResult], list[str]]:
+    from inference.style_overlay import write_overlay
+
     results, errors = [], []
+    used: set[str] = set()
     for start in range(0, len(args.images), BATCH):
         # Each file is decoded once; a bad one costs only itself, the rest go through as one batch.
         pictures, names = [], []
@@ -150,8 +190,16 @@ def _from_images(finder: StyleFinder, args: argparse.Namespace) -> tuple[list[Si
                 names.append(image)
             except ImageError as err:
                 errors.append(str(err))
-        if pictures:
-            results.extend(finder.query(pictures, args.top_k, args.mode, names=names, synopsis=args.synopsis))
+        if not pictures:
+            continue
+        found = finder.query(pictures, args.top_k, args.mode, names=names, synopsis=args.synopsis,
+                             explain=bool(args.explain))
+        for picture, result in zip(pictures, found, strict=True):
+            if args.explain:
+                target = Path(args.explain) / _overlay_name(result.image, used)
+                write_overlay(target, picture, result.style_map, result.mixed)
+                result = replace(result, style_map={**result.style_map, "overlay": str(target)})
+            results.append(result)
     return results, errors
 
 

@@ -87,8 +87,11 @@ def create_app(finder: StyleFinder, max_upload: int = DEFAULT_MAX_UPLOAD) -> Fla
         if synopsis is not None and not finder.has_text_model:
             raise BadRequest("this bundle has no text genre model: send no synopsis, or add one with "
                              "python -m training.train_text ... --bundle BUNDLE")
+        explain = parse_flag(request.values.get("explain"), "explain")
+        if explain and not finder.bundle.authors:
+            raise BadRequest("this bundle has no author head: explain=1 maps authors")
         try:
-            result = finder.query([picture], k, names=[name], synopsis=synopsis)[0]
+            result = finder.query([picture], k, names=[name], synopsis=synopsis, explain=explain)[0]
         except TextError as err:
             raise BadRequest(str(err)) from None
         document = finder.document([result], [])
@@ -129,6 +132,16 @@ def parse_k(raw: str | None) -> int:
     if not 1 <= k <= MAX_K:
         raise BadRequest(f"k must be an integer between 1 and {MAX_K}, got {k}")
     return k
+
+
+def parse_flag(raw: str | None, name: str) -> bool:
+    """1/true/yes or 0/false/no (absent or empty: no)."""
+    value = (raw or "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise BadRequest(f"{name} must be 1 or 0, got {raw[:20]!r}")
 
 
 def thumbnail_url(path: str | None, thumbs: Path) -> str | None:

@@ -66,10 +66,10 @@ class Server:
         return self.request("GET", path)
 
     def post_image(self, data: bytes, filename: str = "query.png", k: str | None = None,
-                   field: str = "image", synopsis: str | None = None):
+                   field: str = "image", synopsis: str | None = None, explain: str | None = None):
         boundary = uuid.uuid4().hex
         parts = []
-        for name, value in (("k", k), ("synopsis", synopsis)):
+        for name, value in (("k", k), ("synopsis", synopsis), ("explain", explain)):
             if value is not None:
                 parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
                              f"{value}\r\n".encode())

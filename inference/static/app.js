@@ -45,8 +45,57 @@ function drawSynopsis(synopsis) {
   document.getElementById("text-note").textContent = synopsis.note || "";
 }
 
+// The same colours as the overlay PNGs (inference/style_overlay.py).
+const COLOURS = ["#e6194b", "#0082c8", "#3cb44b", "#f58230", "#911eb4", "#46f0f0"];
+let lastFile = null;
+let lastResult = null;
+
+function drawStyleMap(result, picture) {
+  const canvas = document.getElementById("overlay");
+  const legend = document.getElementById("map-legend");
+  const show = document.getElementById("explain").checked && result && result.style_map;
+  canvas.hidden = legend.hidden = !show;
+  document.getElementById("query").hidden = Boolean(show);
+  if (!show) return;
+  const map = result.style_map;
+  const names = Object.keys(map.authors);
+  const [rows, cols] = map.grid;
+  const context = canvas.getContext("2d");
+  const scale = Math.min(canvas.width / picture.naturalWidth, canvas.height / picture.naturalHeight);
+  const width = picture.naturalWidth * scale, height = picture.naturalHeight * scale;
+  const left = (canvas.width - width) / 2, top = (canvas.height - height) / 2;
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  context.drawImage(picture, left, top, width, height);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      let best = 0;
+      names.forEach((name, i) => { if (map.authors[name][r][c] > map.authors[names[best]][r][c]) best = i; });
+      context.globalAlpha = 0.6 * map.authors[names[best]][r][c];
+      context.fillStyle = COLOURS[best % COLOURS.length];
+      context.fillRect(left + c * width / cols, top + r * height / rows, width / cols, height / rows);
+    }
+  }
+  context.globalAlpha = 1;
+  legend.replaceChildren();
+  names.forEach((name, i) => {
+    legend.append(element("span", { class: "swatch", style: `background:${COLOURS[i % COLOURS.length]}` }));
+    legend.append(document.createTextNode(name));
+  });
+  legend.append(element("div", {}, mixedSummary(result.mixed)));
+}
+
+function mixedSummary(mixed) {
+  if (!mixed || mixed.length === 0) return "one style";
+  return "mixed styles: " + mixed.map(m =>
+    `${m.author} (${m.where ? m.where + " " : ""}${Math.round(100 * m.share)} %)`).join(", ");
+}
+
 function drawResult(result, file) {
-  document.getElementById("query").src = URL.createObjectURL(file);
+  const picture = document.getElementById("query");
+  picture.onload = () => drawStyleMap(result, picture);
+  picture.src = URL.createObjectURL(file);
+  lastFile = file;
+  lastResult = result;
   drawAuthors(result.authors);
   document.getElementById("unknown").hidden = !result.unknown_author;
   const genres = document.getElementById("genres");
@@ -72,6 +121,7 @@ async function submit(file) {
   body.append("k", document.getElementById("k").value);
   const synopsis = document.getElementById("synopsis").value.trim();
   if (synopsis && !document.getElementById("synopsis-box").hidden) body.append("synopsis", synopsis);
+  if (document.getElementById("explain").checked) body.append("explain", "1");
   showStatus(`Looking at ${file.name}…`);
   try {
     const response = await fetch("/api/similar", { method: "POST", body });
@@ -84,6 +134,12 @@ async function submit(file) {
   }
 }
 
+// The toggle: shows or hides the map; a result asked without one is asked again, with it.
+document.getElementById("explain").addEventListener("change", () => {
+  if (!lastFile) return;
+  if (document.getElementById("explain").checked && !(lastResult && lastResult.style_map)) submit(lastFile);
+  else drawStyleMap(lastResult, document.getElementById("query"));
+});
 input.addEventListener("change", () => { if (input.files.length) submit(input.files[0]); });
 form.addEventListener("submit", event => event.preventDefault());
 for (const name of ["dragenter", "dragover"]) {
