@@ -20,6 +20,7 @@ from inference.author_prototypes import combine, title_author_matrix, title_prob
 from inference.bundle import MANIFEST, Bundle, BundleError
 from inference.runner import ModelRunner, open_runner
 from inference.search import build_index, unit_rows
+from inference.style_map import typical_windows
 
 MODES = ("embedding", "author")
 RANKINGS = ("exemplars", "means")  # how embedding mode scores a title: see StyleFinder._by_exemplars
@@ -107,6 +108,7 @@ class StyleFinder:
         self.max_pixels = max_pixels
         self._lock = threading.Lock()  # a LiteRT interpreter runs one call at a time
         self._text_finder = None
+        self._text_lock = threading.Lock()
         self._catalog = self._open_catalog(bundle, _stamp(bundle.path))
 
     @property
@@ -176,20 +178,25 @@ class StyleFinder:
         from inference.style_map import build_style_map, window_layout, window_pixels
 
         catalog = self._catalog
-        if not catalog.bundle.authors:
-            raise BundleError(f"{catalog.bundle.path}: this bundle has no author head to map")
         bundle = catalog.bundle
+        if not bundle.authors:
+            raise BundleError(f"{bundle.path}: this bundle has no author head to map")
         layout = window_layout(*image.size)
-        outputs = self.encode(window_pixels(image, layout, bundle.image_size))
+        # the whole image first, in the same batch: how typical it looks decides whether it can be mixed
+        pixels = np.concatenate([load_resized(image, bundle.image_size, self.max_pixels)[None],
+                                 window_pixels(image, layout, bundle.image_size)])
+        outputs = self.encode(pixels)
         probabilities = np.stack([
             self.author_probabilities(catalog, {key: value[i] for key, value in outputs.items()})
-            for i in range(len(layout.windows))
+            for i in range(len(pixels))
         ])
-        votes = None  # windows like no title the bundle knows do not call an image mixed
+        votes, typical = None, False
         if "title_similarity" in bundle.open_set:
             nearest = (unit_rows(outputs["embedding"]) @ bundle.title_embeddings.T).max(axis=1)
-            votes = nearest >= bundle.open_set["title_similarity"]
-        return build_style_map(layout, probabilities, bundle.all_authors, first, votes)
+            votes, typical = typical_windows(nearest, bundle.open_set["title_similarity"])
+        if first is None:
+            first = [int(a) for a in np.argsort(-probabilities[0], kind="stable")[:3]]
+        return build_style_map(layout, probabilities[1:], bundle.all_authors, first, votes, typical)
 
     @property
     def has_text_model(self) -> bool:
@@ -200,14 +207,15 @@ class StyleFinder:
     @property
     def text_finder(self):
         """The bundle's text genre model, opened on first use; BundleError when it has none."""
-        if self._text_finder is None:
-            from inference.text_genres import TextGenreFinder, has_text_model
+        with self._text_lock:  # the web app's threads open it once
+            if self._text_finder is None:
+                from inference.text_genres import TextGenreFinder, has_text_model
 
-            if not has_text_model(self.bundle.path):
-                raise BundleError(f"{self.bundle.path}: this bundle has no text genre model (add one with "
-                                  "python -m training.train_text ... --bundle BUNDLE)")
-            self._text_finder = TextGenreFinder(self.bundle.path)
-        return self._text_finder
+                if not has_text_model(self.bundle.path):
+                    raise BundleError(f"{self.bundle.path}: this bundle has no text genre model (add one "
+                                      "with python -m training.train_text ... --bundle BUNDLE)")
+                self._text_finder = TextGenreFinder(self.bundle.path)
+            return self._text_finder
 
     def answer(self, outputs: dict[str, np.ndarray], names: list[str], k: int = 10, mode: str = "embedding",
                synopsis: str | None = None) -> list[SimilarityResult]:

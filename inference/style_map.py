@@ -20,7 +20,9 @@ least `MIN_SHARE` of the cells. Shares are of the cells those authors hold betwe
 windows that look like something the model knows vote: their nearest title is at least as
 similar as the bundle's open-set threshold (the 5th percentile of its validation images). A
 window of a single-style image is a zoomed-in detail, unlike the pictures the model was trained
-on, and such details are where confident wrong authors come from (docs/benchmarks.md).
+on, and such details are where confident wrong authors come from (docs/benchmarks.md). And an
+image that as a whole looks very like a known title (`TYPICAL_MARGIN` above that threshold) is
+one picture: a collage of several hands looks like none of them.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ MAX_CELLS = 16  # per side: a very long strip gets longer cells rather than hund
 # than every other author together; measured false alarms on single images in docs/benchmarks.md.
 MIXED_CONFIDENCE = 0.5
 MIN_SHARE = 0.25  # of the cells: a region, not a speck
+# A whole image this much more similar to its nearest title than the bundle's open-set threshold
+# looks like one of the pictures the model knows, not a collage: it is never called mixed. Chosen
+# on collages of icons and of fonts (docs/benchmarks.md), where it cut false alarms to a third.
+TYPICAL_MARGIN = 0.25
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,12 @@ def mixed_summary(mixed: list[dict] | tuple[dict, ...] | None) -> str:
     )
 
 
+def typical_windows(nearest: np.ndarray, threshold: float) -> tuple[np.ndarray, bool]:
+    """From the nearest-title similarity of the whole image then of each window: which windows may
+    vote for mixed styles (those like a known title), and whether the whole looks like one picture."""
+    return nearest[1:] >= threshold, bool(nearest[0] >= threshold + TYPICAL_MARGIN)
+
+
 def window_pixels(image: Image.Image, layout: WindowLayout, size: tuple[int, int]) -> np.ndarray:
     """uint8 [windows, H, W, 3]: each window resized as a whole image would be."""
     return np.stack([load_resized(image.crop(layout.box(r, c)), size) for r, c in layout.windows])
@@ -102,10 +114,11 @@ def build_style_map(
     names: list[str],
     first: list[int] | None = None,
     votes: np.ndarray | None = None,
+    one_picture: bool = False,
 ) -> StyleMap:
     """The map from each window's author probabilities [windows, authors]. `first`: authors to list
     whatever the map says (the whole image's likeliest), ahead of the map's own. `votes`: which
-    windows may call the image mixed (all when None)."""
+    windows may call the image mixed (all when None); `one_picture`: never mixed."""
     sums = np.zeros((layout.rows, layout.cols, probabilities.shape[1]))
     counts = np.zeros((layout.rows, layout.cols, 1))
     for (r, c), row in zip(layout.windows, probabilities, strict=True):
@@ -113,7 +126,7 @@ def build_style_map(
         counts[r : r + 2, c : c + 2] += 1
     cells = sums / counts
     strongest = probabilities.argmax(axis=0)  # each author's best window
-    mixed = _mixed(layout, probabilities, cells, names, votes)
+    mixed = () if one_picture else _mixed(layout, probabilities, cells, names, votes)
     listed = list(dict.fromkeys([*(first or []), *np.argsort(-cells.max(axis=(0, 1)), kind="stable")]))
     listed = listed[:TOP_AUTHORS]
     listed += [names.index(part["author"]) for part in mixed if names.index(part["author"]) not in listed]

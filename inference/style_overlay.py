@@ -7,6 +7,7 @@ web page (inference/static) from the API's `style_map`.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +62,9 @@ def _with_legend(
         (COLOURS[i % len(COLOURS)], f"{name}  (best region {maps[i].max():.0%})")
         for i, name in enumerate(names)
     ]
-    note = mixed_summary(mixed) or "one style"
-    height = picture.height + line * (len(lines) + 1) + 8
+    # the default bitmap font is about 6 px a character: wrap the note to the picture's width
+    notes = textwrap.wrap(mixed_summary(mixed) or "one style", max(20, (picture.width - 8) // 6))
+    height = picture.height + line * (len(lines) + len(notes)) + 8
     canvas = Image.new("RGB", (picture.width, height), "white")
     canvas.paste(picture, (0, 0))
     draw = ImageDraw.Draw(canvas)
@@ -71,7 +73,9 @@ def _with_legend(
         draw.rectangle((4, y + 2, 14, y + 12), fill=colour)
         draw.text((20, y), text, fill="black", font=font)
         y += line
-    draw.text((4, y), note, fill="black", font=font)
+    for note in notes:
+        draw.text((4, y), note, fill="black", font=font)
+        y += line
     return canvas
 
 

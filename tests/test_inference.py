@@ -44,12 +44,15 @@ def test_cli_reports_authors_genres_and_ranked_titles(tiny_run, tiny_bundle):
 
 
 def test_query_path_never_imports_tensorflow(tiny_run, tiny_bundle):
-    code = ("import sys; from inference.query import find_similar; "
+    code = ("import sys; from inference.query import StyleFinder, find_similar; "
             f"r = find_similar({str(tiny_run[0] / 'a0t0_0.png')!r}, {str(tiny_bundle)!r}, k=3); "
-            "print(len(r.titles), r.backend, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+            f"e = StyleFinder({str(tiny_bundle)!r}).query([{str(tiny_run[0] / 'a0t0_0.png')!r}], 3, "
+            "explain=True)[0]; "  # the style map too
+            "print(len(r.titles), r.backend, e.style_map['grid'], 'tensorflow' in sys.modules, "
+            "'keras' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                             timeout=60)
-    assert result.stdout.split() == ["3", "litert", "False", "False"], result.stderr
+    assert result.stdout.split() == ["3", "litert", "[4,", "4]", "False", "False"], result.stderr
     assert result.stderr == ""  # LiteRT's delegate notice is held back
 
 

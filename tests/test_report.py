@@ -112,7 +112,7 @@ def test_report_page_renders_in_chromium(report):
         browser.get((out / "index.html").as_uri())
         loaded = browser.execute_script(
             "return [...document.images].map(i => i.complete && i.naturalWidth > 0)")
-        assert len(loaded) == 3 * (1 + 5) and all(loaded)
+        assert len(loaded) == 3 * (2 + 5) and all(loaded)  # query, its style map, 5 titles
         titles = browser.find_elements("css selector", "section.query figure.title")
         assert len(titles) == 15
         shot = out / "screenshot.png"

@@ -1,17 +1,16 @@
-"""Style maps: windows of the image through the bundle's own model, `--explain`, mixed styles, the
-report and the API; bad input is one line; the query path stays without TensorFlow."""
+"""Style maps: windows of the image through the bundle's own model, `--explain`, mixed styles and
+the report; bad input is one line. The API's `explain=1` is tested in test_webapp.py, the query
+path without TensorFlow in test_inference.py."""
 
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 from inference.style_map import build_style_map, mixed_summary, window_layout
-from tests.conftest import REPO, run_cli, train_cli
+from tests.conftest import run_cli, train_cli
 
 
 def test_windows_are_the_largest_squares_that_fit_twice_along_the_long_side():
@@ -158,32 +157,3 @@ def test_explain_bad_input_is_one_line(tiny_run, tiny_bundle, tmp_path):
     result = run_cli("inference.similar", str(good), "--bundle", str(tiny_bundle), "--explain",
                      str(tmp_path / "m"), "--store", str(tmp_path / "s"), check_exit=2)
     assert result.stderr == "error: --explain maps the images themselves: leave out --store\n"
-
-
-def test_explaining_imports_no_tensorflow(tiny_run, tiny_bundle):
-    code = ("import sys; from PIL import Image; from inference.query import StyleFinder; "
-            f"f = StyleFinder({str(tiny_bundle)!r}); "
-            f"r = f.query([Image.open({str(tiny_run[0] / 'a0t0_0.png')!r})], 3, explain=True)[0]; "
-            "print(r.style_map['grid'], 'tensorflow' in sys.modules, 'keras' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                            timeout=60)
-    assert result.stdout.split() == ["[4,", "4]", "False", "False"], result.stderr
-
-
-def test_the_api_returns_the_map_when_asked(tmp_path_factory):
-    from tests.test_webapp import SAMPLE, Server
-
-    server = Server(tmp_path_factory.mktemp("server-tmp"))
-    try:
-        status, answer = server.post_image(SAMPLE.read_bytes(), explain="1")
-        result = answer["results"][0]
-        assert status == 200 and set(result["style_map"]) == {"grid", "authors", "box"}
-        assert len(result["style_map"]["authors"]) >= 3 and isinstance(result["mixed"], list)
-        status, answer = server.post_image(SAMPLE.read_bytes())
-        assert status == 200 and answer["results"][0]["style_map"] is None
-        status, answer = server.post_image(SAMPLE.read_bytes(), explain="maybe")
-        assert status == 400 and answer["error"] == "explain must be 1 or 0, got 'maybe'"
-        page = server.get("/static/app.js")[1].decode()
-        assert 'body.append("explain", "1")' in page  # the page's toggle asks for it
-    finally:
-        server.stop()

@@ -304,3 +304,15 @@ def test_a_synopsis_to_a_bundle_without_a_text_model_is_one_line(server):
     status, answer = server.post_image(SAMPLE.read_bytes(), synopsis="a knight fights a dragon")
     assert status == 400 and answer["error"].startswith("this bundle has no text genre model")
     assert json.loads(server.get("/healthz")[1])["synopsis"] is False
+
+
+def test_the_api_returns_the_style_map_when_asked(server):
+    status, answer = server.post_image(SAMPLE.read_bytes(), explain="1")
+    result = answer["results"][0]
+    assert status == 200 and set(result["style_map"]) == {"grid", "authors", "box"}
+    assert len(result["style_map"]["authors"]) >= 3 and isinstance(result["mixed"], list)
+    status, answer = server.post_image(SAMPLE.read_bytes())
+    assert status == 200 and answer["results"][0]["style_map"] is None
+    status, answer = server.post_image(SAMPLE.read_bytes(), explain="maybe")
+    assert status == 400 and answer["error"] == "explain must be 1 or 0, got 'maybe'"
+    assert 'body.append("explain", "1")' in server.get("/static/app.js")[1].decode()  # the page's toggle
