@@ -32,8 +32,14 @@ def test_mixed_needs_confident_windows_apart_and_each_a_region():
     assert sum(m["share"] for m in two.mixed) == pytest.approx(1.0)
     assert mixed_summary(two.mixed) == "mixed styles: ann (left 50 %), bo (right 50 %)"
     assert two.boxes["ann"] == [0, 0, 32, 32] and two.boxes["bo"] == [32, 0, 64, 32]
-    unsure = build_style_map(layout, np.array([[0.45, 0.3, 0.25], [0.4, 0.4, 0.2], [0.3, 0.45, 0.25]]), names)
+    four = [*names, "di"]
+    flat = np.array([[0.29, 0.24, 0.24, 0.23], [0.25] * 4, [0.24, 0.29, 0.24, 0.23]])
+    unsure = build_style_map(layout, flat, four)
     assert unsure.mixed == () and mixed_summary(unsure.mixed) == ""  # no window is confident
+    windows = np.array([[0.9, 0.05, 0.05], [0.4, 0.4, 0.2], [0.1, 0.85, 0.05]])
+    unknown = build_style_map(layout, windows, names, votes=np.array([True, True, False]))
+    assert unknown.mixed == ()  # the right window looks like no known title: it does not vote
+    assert build_style_map(layout, windows, names, one_picture=True).mixed == ()  # a typical whole
     one = build_style_map(layout, np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.7, 0.2, 0.1]]), names)
     assert one.mixed == ()
     assert one.grid == (2, 4) and next(iter(one.authors)) == "ann" and len(one.authors) == 3
