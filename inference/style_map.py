@@ -56,12 +56,16 @@ class WindowLayout:
     windows: tuple[tuple[int, int], ...]  # each window's top-left cell (row, col); it spans 2 x 2 cells
 
     def box(self, row: int, col: int, span: int = 2) -> tuple[int, int, int, int]:
-        """Pixel box [x0, y0, x1, y1] of `span` x `span` cells from cell (row, col)."""
+        """Pixel box [x0, y0, x1, y1] of `span` x `span` cells from cell (row, col), at least one pixel
+        each way (an image a few pixels wide has cells under a pixel)."""
+        width, height = round(self.cols * self.cell_width), round(self.rows * self.cell_height)
+        x0 = min(round(col * self.cell_width), width - 1)
+        y0 = min(round(row * self.cell_height), height - 1)
         return (
-            round(col * self.cell_width),
-            round(row * self.cell_height),
-            round((col + span) * self.cell_width),
-            round((row + span) * self.cell_height),
+            x0,
+            y0,
+            max(x0 + 1, round((col + span) * self.cell_width)),
+            max(y0 + 1, round((row + span) * self.cell_height)),
         )
 
 

@@ -19,14 +19,16 @@ from inference.style_map import mixed_summary
 COLOURS = ((230, 25, 75), (0, 130, 200), (60, 180, 75), (245, 130, 48), (145, 30, 180), (70, 240, 240))
 MAX_ALPHA = 150  # of 255: the art stays visible under the strongest tint
 MIN_SIDE = 256  # small images (icons) are enlarged so the grid and the legend can be read
+MAX_SIDE = 2048  # and large ones (or a 1-pixel-high strip enlarged) kept to a readable file
 
 
 def render_overlay(image: Image.Image, style_map: dict, mixed: list[dict] | None = None) -> Image.Image:
     """RGB picture: `image` with the map over it and a legend strip below."""
     base = image.convert("RGB")
-    scale = max(1.0, MIN_SIDE / min(base.size))
-    if scale > 1:
-        base = base.resize((round(base.width * scale), round(base.height * scale)), Image.Resampling.NEAREST)
+    scale = min(max(1.0, MIN_SIDE / min(base.size)), MAX_SIDE / max(base.size))
+    if scale != 1:
+        size = (max(1, round(base.width * scale)), max(1, round(base.height * scale)))
+        base = base.resize(size, Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BOX)
     names = list(style_map["authors"])
     maps = np.array([style_map["authors"][name] for name in names])  # [authors, rows, cols]
     rows, cols = style_map["grid"]
@@ -37,17 +39,15 @@ def render_overlay(image: Image.Image, style_map: dict, mixed: list[dict] | None
     for r in range(rows):
         for c in range(cols):
             colour = COLOURS[winner[r, c] % len(COLOURS)]
-            box = (
-                round(c * cell_w),
-                round(r * cell_h),
-                round((c + 1) * cell_w) - 1,
-                round((r + 1) * cell_h) - 1,
-            )
+            x0, y0 = round(c * cell_w), round(r * cell_h)
+            box = (x0, y0, max(x0, round((c + 1) * cell_w) - 1), max(y0, round((r + 1) * cell_h) - 1))
             draw.rectangle(box, fill=(*colour, int(MAX_ALPHA * strength[r, c])))
     for i, name in enumerate(names):
         x0, y0, x1, y1 = (round(v * scale) for v in style_map["box"][name])
         draw.rectangle(
-            (x0, y0, x1 - 1, y1 - 1), outline=(*COLOURS[i % len(COLOURS)], 255), width=max(2, round(scale))
+            (x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)),
+            outline=(*COLOURS[i % len(COLOURS)], 255),
+            width=max(2, round(scale)) if scale >= 1 else 2,
         )
     shown = Image.alpha_composite(base.convert("RGBA"), tint).convert("RGB")
     return _with_legend(shown, names, maps, mixed)

@@ -24,6 +24,18 @@ def test_windows_are_the_largest_squares_that_fit_twice_along_the_long_side():
     assert (strip.cols, strip.rows) == (2, 16)
 
 
+def test_tiny_and_extreme_images_get_whole_pixel_windows_and_an_overlay():
+    from inference.style_overlay import MAX_SIDE, render_overlay
+
+    for width, height in ((1, 1), (3, 1000), (5000, 2)):
+        layout = window_layout(width, height)
+        boxes = [layout.box(r, c) for r, c in layout.windows]
+        assert all(0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height for x0, y0, x1, y1 in boxes)
+        found = build_style_map(layout, np.full((len(boxes), 3), 1 / 3), ["ann", "bo", "cy"])
+        overlay = render_overlay(Image.new("RGB", (width, height), "white"), found.to_dict(), [])
+        assert max(overlay.width, overlay.height - 16 * 4 - 8) <= MAX_SIDE
+
+
 def test_mixed_needs_confident_windows_apart_and_each_a_region():
     layout = window_layout(64, 32)  # windows: left panel, middle, right panel
     names = ["ann", "bo", "cy"]

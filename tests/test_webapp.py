@@ -218,6 +218,15 @@ def test_page_uploads_and_shows_ten_titles_in_chromium(tmp_path):
                 ".every(i => i.complete && i.naturalWidth > 0)"))
             assert len(browser.find_elements(By.CSS_SELECTOR, "#authors .bar")) >= 1
             assert "tango" in browser.find_element(By.ID, "titles").text
+            # the style map toggle asks again with explain=1, then draws the map over the image
+            browser.find_element(By.ID, "explain").click()
+            WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "overlay").is_displayed())
+            legend = browser.find_element(By.ID, "map-legend").text
+            assert "one style" in legend or "mixed styles" in legend
+            assert not browser.find_element(By.ID, "query").is_displayed()
+            browser.find_element(By.ID, "explain").click()  # and hides it without asking
+            assert browser.find_element(By.ID, "query").is_displayed()
+            assert not browser.find_element(By.ID, "overlay").is_displayed()
             shot = tmp_path / "webapp.png"
             browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
