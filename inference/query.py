@@ -162,19 +162,27 @@ class StyleFinder:
                       for image in images]
         pixels = np.stack([load_resized(image, size, self.max_pixels) for image in images])
         names = names or [_name(image) for image in images]
-        results = self.answer(self.encode(pixels), names, k, mode, synopsis)
+        outputs = self.encode(pixels)
+        results = self.answer(outputs, names, k, mode, synopsis)
         if not explain:
             return results
-        return [self.explain(result, image) for image, result in zip(images, results, strict=True)]
+        return [self.explain(result, image, outputs["embedding"][i])
+                for i, (image, result) in enumerate(zip(images, results, strict=True))]
 
-    def explain(self, result: SimilarityResult, image: Image.Image) -> SimilarityResult:
-        """`result` with the style map and the mixed styles of its image (the picture itself)."""
+    def explain(self, result: SimilarityResult, image: Image.Image,
+                embedding: np.ndarray | None = None) -> SimilarityResult:
+        """`result` with the style map and the mixed styles of its image (the picture itself);
+        `embedding`: the whole image's, when the caller has run it already."""
         names = self.bundle.all_authors
-        found = self.style_map(image, [names.index(a.name) for a in result.authors if a.name in names])
+        first = [names.index(a.name) for a in result.authors if a.name in names]
+        found = self.style_map(image, first, embedding)
         return replace(result, style_map=found.to_dict(), mixed=list(found.mixed))
 
-    def style_map(self, image: Image.Image, first: list[int] | None = None):
-        """Where each author's style is in `image` (an RGB picture): inference/style_map.py."""
+    def style_map(self, image: Image.Image, first: list[int] | None = None,
+                  embedding: np.ndarray | None = None):
+        """Where each author's style is in `image` (an RGB picture): inference/style_map.py. The
+        whole image is run too (how typical it looks decides whether it can be mixed) unless its
+        `embedding` is given."""
         from inference.style_map import build_style_map, window_layout, window_pixels
 
         catalog = self._catalog
@@ -182,21 +190,28 @@ class StyleFinder:
         if not bundle.authors:
             raise BundleError(f"{bundle.path}: this bundle has no author head to map")
         layout = window_layout(*image.size)
-        # the whole image first, in the same batch: how typical it looks decides whether it can be mixed
-        pixels = np.concatenate([load_resized(image, bundle.image_size, self.max_pixels)[None],
-                                 window_pixels(image, layout, bundle.image_size)])
+        pixels = window_pixels(image, layout, bundle.image_size)
+        whole = None
+        if embedding is None:  # the whole image first, in the same batch
+            pixels = np.concatenate([load_resized(image, bundle.image_size, self.max_pixels)[None], pixels])
         outputs = self.encode(pixels)
-        probabilities = np.stack([
+        if embedding is None:
+            whole = {key: value[0] for key, value in outputs.items()}
+            embedding = whole["embedding"]
+            outputs = {key: value[1:] for key, value in outputs.items()}
+        windows = np.stack([
             self.author_probabilities(catalog, {key: value[i] for key, value in outputs.items()})
-            for i in range(len(pixels))
+            for i in range(len(layout.windows))
         ])
         votes, typical = None, False
         if "title_similarity" in bundle.open_set:
-            nearest = (unit_rows(outputs["embedding"]) @ bundle.title_embeddings.T).max(axis=1)
+            both = np.concatenate([embedding[None], outputs["embedding"]])
+            nearest = (unit_rows(both) @ bundle.title_embeddings.T).max(axis=1)
             votes, typical = typical_windows(nearest, bundle.open_set["title_similarity"])
-        if first is None:
-            first = [int(a) for a in np.argsort(-probabilities[0], kind="stable")[:3]]
-        return build_style_map(layout, probabilities[1:], bundle.all_authors, first, votes, typical)
+        if first is None and whole is not None:  # the whole image's likeliest authors, listed first
+            likeliest = np.argsort(-self.author_probabilities(catalog, whole), kind="stable")
+            first = [int(a) for a in likeliest[:3]]
+        return build_style_map(layout, windows, bundle.all_authors, first, votes, typical)
 
     @property
     def has_text_model(self) -> bool:
