@@ -22,9 +22,11 @@ _POLL_SECONDS = 0.5
 
 def start_time(pid: int) -> str | None:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
         return None
+    # A zombie has ended (only its exit status waits for its parent): as good as gone.
+    return fields[19] if len(fields) > 19 and fields[0] != "Z" else None
 
 
 def descendants(root: int) -> dict[int, str]:
