@@ -18,7 +18,7 @@ from pathlib import Path
 from datasets.images import ImageInfo
 from datasets.texts import PLACEHOLDER_FLAG, TEXT_KEY, usable_text
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SPLITS = ("train", "val", "test")
 
 _SCHEMA = """
@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS image_genres(
     PRIMARY KEY(image_id, genre_id)) WITHOUT ROWID;
 """
 
-# Version 2 adds what collectors know about a title (synopsis, type, score, members, flags).
+# Version 2 adds what collectors know about a title (synopsis, type, score, members, flags);
+# version 3 the history of a title's metadata as collectors saw it change (status, genres, ...).
 _MIGRATIONS = {
     1: """
 CREATE TABLE IF NOT EXISTS title_info(
@@ -73,6 +74,16 @@ CREATE TABLE IF NOT EXISTS title_info(
     value TEXT,
     PRIMARY KEY(title_id, key));
 CREATE INDEX IF NOT EXISTS images_source_url ON images(source_url);
+""",
+    2: """
+CREATE TABLE IF NOT EXISTS title_changes(
+    id INTEGER PRIMARY KEY,
+    title_id INTEGER NOT NULL REFERENCES titles(id),
+    field TEXT NOT NULL,
+    old TEXT,
+    new TEXT,
+    changed_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS title_changes_title ON title_changes(title_id);
 """,
 }
 
@@ -196,6 +207,44 @@ class Catalog:
     def set_title_genres(self, title_id: int, names: Iterable[str], kind: str = "genre") -> None:
         self.db.executemany("INSERT OR IGNORE INTO title_genres VALUES (?, ?)",
                             [(title_id, g) for g in self.genre_ids(names, kind)])
+
+    def find_title(self, source: str, source_id: str) -> tuple[int, str, str | None] | None:
+        """(id, name, author) of a title the catalog holds, or None."""
+        return self.db.execute(
+            "SELECT t.id, t.name, a.name FROM titles t LEFT JOIN authors a ON a.id = t.author_id"
+            " WHERE t.source = ? AND t.source_id = ?", (source, source_id)).fetchone()
+
+    def titles_with_info(self, source: str, key: str, value: str) -> list[tuple[str, str]]:
+        """(source_id, name) of the source's titles whose info `key` is `value`."""
+        return self.db.execute(
+            "SELECT t.source_id, t.name FROM titles t JOIN title_info i ON i.title_id = t.id"
+            " WHERE t.source = ? AND i.key = ? AND i.value = ? ORDER BY t.id",
+            (source, key, value)).fetchall()
+
+    def replace_title_genres(self, title_id: int, names: Iterable[str], kind: str = "genre") -> None:
+        """The title's labels of `kind` become exactly `names` (a site changed them)."""
+        self.db.execute("DELETE FROM title_genres WHERE title_id = ? AND genre_id IN "
+                        "(SELECT id FROM genres WHERE kind = ?)", (title_id, kind))
+        self.set_title_genres(title_id, names, kind)
+
+    def title_genre_names(self, title_id: int, kind: str = "genre") -> list[str]:
+        return sorted(r[0] for r in self.db.execute(
+            "SELECT g.name FROM title_genres tg JOIN genres g ON g.id = tg.genre_id"
+            " WHERE tg.title_id = ? AND g.kind = ?", (title_id, kind)))
+
+    def rename_title(self, title_id: int, name: str) -> None:
+        self.db.execute("UPDATE titles SET name = ? WHERE id = ?", (name, title_id))
+
+    def add_title_change(self, title_id: int, field: str, old: str | None, new: str | None,
+                         changed_at: str) -> None:
+        self.db.execute("INSERT INTO title_changes(title_id, field, old, new, changed_at) VALUES (?,?,?,?,?)",
+                        (title_id, field, old, new, changed_at))
+
+    def title_changes(self) -> list[tuple[str, str, str, str, str | None, str | None, str]]:
+        """Every recorded change, oldest first: (source, source_id, title, field, old, new, when)."""
+        return self.db.execute(
+            "SELECT t.source, t.source_id, t.name, c.field, c.old, c.new, c.changed_at FROM title_changes c"
+            " JOIN titles t ON t.id = c.title_id ORDER BY c.id").fetchall()
 
     def has_image(self, source: str, source_id: str, sha256: str) -> bool:
         """Whether the title (source, source_id) already holds a file with these bytes."""

@@ -222,7 +222,7 @@ def test_version_1_catalog_is_upgraded_in_place(tmp_path):
         catalog.set_title_info(title_id, {"type": "TV"})
         assert catalog.title_info("local", "T") == {"type": "TV"}
         version = catalog.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-    assert version == "2"
+    assert version == "3"
 
 
 def test_a_catalog_held_by_another_writer_is_one_line_and_nothing_is_written(tmp_path, cli):
