@@ -3,6 +3,10 @@
     python -m collectors naver --catalog data/catalog.sqlite --images data/images --max-titles 20
     python -m collectors kakao --weekday mon --min-episodes 100
     python -m collectors mal --max-titles 500 --keep-types ONA
+
+A rerun updates the catalog: it reads titles that may have changed (ongoing, or not checked for
+--refresh-days), fetches only the episodes and images the catalog lacks, and records metadata
+changes (status, genres, synopsis, adult flag) in the catalog's title_changes table.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from collectors.browser import DEFAULT_USER_AGENT, BrowserConfig, BrowserError
-from collectors.settings import CollectOptions, Politeness, Timeouts
+from collectors.settings import CdnPoliteness, CollectOptions, Politeness, Timeouts
 from collectors.sites import WEEKDAYS
 
 EXIT_FAILURES = 1
@@ -35,8 +39,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--remote", help="Selenium Grid URL instead of a local Chromium")
     parser.add_argument("--chromedriver", help="path to chromedriver (default: the system one)")
     parser.add_argument("--user-agent", default=DEFAULT_USER_AGENT)
-    parser.add_argument("--min-delay", type=float, default=Politeness.min_delay, help="seconds (default 4)")
+    parser.add_argument("--refresh-days", type=float, default=CollectOptions.refresh_days,
+                        help="read a finished, complete title again when its last check is this old "
+                             "(default 6; ongoing titles are read on every run)")
+    parser.add_argument("--min-delay", type=float, default=Politeness.min_delay,
+                        help="seconds between two requests to the site's pages and API (default 4)")
     parser.add_argument("--max-delay", type=float, default=Politeness.max_delay, help="seconds (default 7)")
+    cdn = CdnPoliteness()
+    parser.add_argument("--cdn-concurrency", type=int, default=cdn.concurrency,
+                        help=f"image downloads in flight per CDN host (default {cdn.concurrency})")
+    parser.add_argument("--cdn-min-gap", type=float, default=cdn.min_gap,
+                        help="fewest seconds between two request starts to a CDN host "
+                             f"(default {cdn.min_gap})")
+    parser.add_argument("--cdn-target-concurrency", type=float, default=cdn.target_concurrency,
+                        help="the gap to a CDN host follows latency / this (AutoThrottle's target, "
+                             f"default {cdn.target_concurrency})")
+    parser.add_argument("--cdn-max-gap", type=float, default=cdn.max_gap,
+                        help=f"longest gap backing off may reach, seconds (default {cdn.max_gap:g})")
     parser.add_argument("--retries", type=int, default=Politeness.retries)
     parser.add_argument("--backoff", type=float, default=Politeness.backoff_base,
                         help="first back-off pause in seconds, doubled per retry")
@@ -64,10 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --min-delay {args.min_delay} and --max-delay {args.max_delay}: need "
               "0 <= min <= max", file=sys.stderr)
         return EXIT_BAD_INPUT
+    problem = _cdn_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     options = CollectOptions(args.max_titles, args.min_episodes, args.weekday, args.finished, args.base_url,
-                             tuple(t for t in args.keep_types.split(",") if t))
+                             tuple(t for t in args.keep_types.split(",") if t), args.refresh_days)
+    cdn = CdnPoliteness(args.cdn_concurrency, args.cdn_min_gap, args.cdn_target_concurrency, args.cdn_max_gap)
     politeness = Politeness(args.min_delay, args.max_delay, not args.ignore_robots, args.retries,
-                            args.backoff)
+                            args.backoff, cdn=cdn)
     timeouts = Timeouts(*[args.timeout] * 4) if args.timeout else Timeouts()
     browser = BrowserConfig(remote=args.remote, user_agent=args.user_agent, chromedriver=args.chromedriver,
                             timeouts=timeouts)
@@ -88,6 +112,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: collected nothing: {summary.why_nothing()}", file=sys.stderr)
         return EXIT_FAILURES
     return EXIT_FAILURES if summary.failed else 0
+
+
+def _cdn_problem(args: argparse.Namespace) -> str | None:
+    if args.cdn_concurrency < 1:
+        return f"--cdn-concurrency must be at least 1, got {args.cdn_concurrency}"
+    if args.cdn_target_concurrency <= 0:
+        return f"--cdn-target-concurrency must be positive, got {args.cdn_target_concurrency}"
+    if not 0 <= args.cdn_min_gap <= args.cdn_max_gap:
+        return (f"--cdn-min-gap {args.cdn_min_gap} and --cdn-max-gap {args.cdn_max_gap}: "
+                "need 0 <= min <= max")
+    if args.refresh_days < 0:
+        return f"--refresh-days must be 0 or more, got {args.refresh_days}"
+    return None
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Fetching through one browser session: JSON the page itself would call, rendered pages, image downloads.
 
-Every request waits its polite turn, asks robots.txt, and is retried with back-off on
-403, 429, 5xx and timeouts. JSON goes through `fetch()` inside the page, so it carries
-the browser's cookies and origin; images come from the CDN with the Referer it wants.
+Every request waits its turn at its host's gate (collectors/politeness.py), asks robots.txt, and
+is retried with back-off on 403, 429, 5xx and timeouts. JSON goes through `fetch()` inside the
+page, so it carries the browser's cookies and origin; images come from the CDN with the Referer
+it wants, from any thread (the collector downloads a few at a time per CDN host).
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 from collectors.politeness import (
     RETRY_STATUSES,
     FetchError,
-    PoliteClock,
+    HostGates,
     RetryableError,
     Robots,
+    retry_after_seconds,
     with_backoff,
 )
 from collectors.settings import Politeness, Timeouts
@@ -32,8 +35,8 @@ const [url, timeoutMs, done] = arguments;
 const controller = new AbortController();
 const timer = setTimeout(() => controller.abort(), timeoutMs);
 fetch(url, {credentials: "include", signal: controller.signal, headers: {"Accept": "application/json"}})
-  .then(async r => done({status: r.status, body: await r.text()}))
-  .catch(e => done({status: 0, body: String(e)}))
+  .then(async r => done({status: r.status, body: await r.text(), retryAfter: r.headers.get("Retry-After")}))
+  .catch(e => done({status: 0, body: String(e), retryAfter: null}))
   .finally(() => clearTimeout(timer));
 """
 
@@ -57,9 +60,21 @@ class Session:
         self.site, self.driver, self.user_agent = site, driver, user_agent
         policy = policy or Politeness()
         self.policy, self.timeouts, self.sleep = policy, timeouts or Timeouts(), sleep
-        self.clock = PoliteClock(policy, sleep)
         self.robots = Robots(user_agent, self._read_robots, policy.obey_robots)
+        self.gates = HostGates(policy, self.robots.crawl_delay)
         self.origin: str | None = None
+
+    @contextmanager
+    def _turn(self, url: str, sleep: Callable[[float], None]) -> Iterator[dict]:
+        """Wait for the host's turn; the caller fills in the answer's `status` and `retry_after`."""
+        gate = self.gates.gate(url)
+        gate.start(sleep)
+        began = time.monotonic()
+        answer: dict = {"status": None, "retry_after": None}
+        try:
+            yield answer
+        finally:
+            gate.finish(time.monotonic() - began, answer["status"], answer["retry_after"])
 
     # --- JSON through the page ----------------------------------------------------
 
@@ -71,14 +86,18 @@ class Session:
         if self.origin != origin:
             self.open_page(page)
             self.origin = origin
+        self.gates.mark_site(url)
         self._check_robots(url)
 
         def attempt() -> dict:
-            self.clock.wait(url)
-            try:
-                answer = self.driver.execute_async_script(_FETCH_SCRIPT, url, int(self.timeouts.script * 900))
-            except TimeoutException:  # the script timeout, past the in-page abort
-                raise RetryableError(f"no answer within {self.timeouts.script:.0f} s") from None
+            with self._turn(url, self.sleep) as turn:
+                try:
+                    answer = self.driver.execute_async_script(_FETCH_SCRIPT, url,
+                                                              int(self.timeouts.script * 900))
+                except TimeoutException:  # the script timeout, past the in-page abort
+                    raise RetryableError(f"no answer within {self.timeouts.script:.0f} s") from None
+                turn["status"] = answer["status"] or None
+                turn["retry_after"] = retry_after_seconds(answer.get("retryAfter"))
             status = answer["status"]
             if status == 0 or status in RETRY_STATUSES:
                 raise RetryableError(f"HTTP {status}" if status else f"no answer ({answer['body'][:120]})",
@@ -97,17 +116,19 @@ class Session:
     def open_page(self, url: str) -> None:
         from selenium.common.exceptions import TimeoutException, WebDriverException
 
+        self.gates.mark_site(url)
         self._check_robots(url)
 
         def attempt() -> None:
-            self.clock.wait(url)
-            try:
-                self.driver.get(url)
-            except TimeoutException:
-                raise RetryableError(f"page load timed out after {self.timeouts.page_load:.0f} s") from None
-            except WebDriverException as err:
-                raise RetryableError((err.msg or "browser error").splitlines()[0]) from None
-            status = self.driver.execute_script(_STATUS_SCRIPT) or 200
+            with self._turn(url, self.sleep) as turn:
+                try:
+                    self.driver.get(url)
+                except TimeoutException:
+                    raise RetryableError(
+                        f"page load timed out after {self.timeouts.page_load:.0f} s") from None
+                except WebDriverException as err:
+                    raise RetryableError((err.msg or "browser error").splitlines()[0]) from None
+                status = turn["status"] = self.driver.execute_script(_STATUS_SCRIPT) or 200
             if status in RETRY_STATUSES:
                 raise RetryableError(f"HTTP {status}", status)
             if status >= 400:
@@ -144,24 +165,29 @@ class Session:
 
     # --- images from the CDN --------------------------------------------------------
 
-    def download(self, url: str, referer: str | None) -> bytes:
+    def download(self, url: str, referer: str | None, sleep: Callable[[float], None] | None = None) -> bytes:
+        """The bytes at `url`; thread-safe. `sleep`: how this thread waits (default the session's)."""
         self._check_robots(url)
         headers = {"User-Agent": self.user_agent, **({"Referer": referer} if referer else {})}
+        sleep = sleep or self.sleep
 
         def attempt() -> bytes:
-            self.clock.wait(url)
-            request = urllib.request.Request(url, headers=headers)
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeouts.download) as response:
-                    return response.read()
-            except urllib.error.HTTPError as err:
-                if err.code in RETRY_STATUSES:
-                    raise RetryableError(f"HTTP {err.code}", err.code) from None
-                raise FetchError(f"{self.site}: download {url}: HTTP {err.code}", err.code) from None
-            except (TimeoutError, urllib.error.URLError) as err:
-                raise RetryableError(f"{getattr(err, 'reason', err)}") from None
+            with self._turn(url, sleep) as turn:
+                request = urllib.request.Request(url, headers=headers)
+                try:
+                    with urllib.request.urlopen(request, timeout=self.timeouts.download) as response:
+                        turn["status"] = response.status
+                        return response.read()
+                except urllib.error.HTTPError as err:
+                    turn["status"] = err.code
+                    turn["retry_after"] = retry_after_seconds(err.headers.get("Retry-After"))
+                    if err.code in RETRY_STATUSES:
+                        raise RetryableError(f"HTTP {err.code}", err.code) from None
+                    raise FetchError(f"{self.site}: download {url}: HTTP {err.code}", err.code) from None
+                except (TimeoutError, urllib.error.URLError) as err:
+                    raise RetryableError(f"{getattr(err, 'reason', err)}") from None
 
-        return with_backoff(attempt, self.policy, f"{self.site}: download {url}", self.sleep)
+        return with_backoff(attempt, self.policy, f"{self.site}: download {url}", sleep)
 
     # --- robots.txt -----------------------------------------------------------------
 

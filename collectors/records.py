@@ -35,6 +35,9 @@ class Summary:
 
     titles: int = 0
     images: int = 0
+    new_titles: int = 0  # titles the catalog did not hold before this run
+    episodes: int = 0  # images new to titles the catalog already held (new episodes, new posters)
+    changes: list[str] = field(default_factory=list)  # metadata changes, one line each (also in history)
     skipped: dict[str, int] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
@@ -45,7 +48,10 @@ class Summary:
         self.skipped[reason] = self.skipped.get(reason, 0) + count
 
     def lines(self) -> list[str]:
-        lines = [f"collected {self.images} images from {self.titles} titles"]
+        lines = [f"collected {self.images} images from {self.titles} titles",
+                 f"new: {self.new_titles} titles, {self.episodes} images of titles already in the catalog, "
+                 f"{len(self.changes)} metadata changes"]
+        lines.extend(f"  changed {line}" for line in self.changes)
         for reason, count in sorted(self.skipped.items()):
             lines.append(f"skipped {count}: {reason}")
         if self.incomplete:
@@ -65,7 +71,7 @@ class Summary:
 
     def _all_known(self) -> bool:
         # A re-run that finds every title or image already in the catalog collected nothing new, rightly.
-        known = ("title already complete", "image already in")
+        known = ("title already complete", "title finished", "image already in")
         return any(reason.startswith(known) for reason in self.skipped)
 
     def why_nothing(self) -> str:

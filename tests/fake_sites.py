@@ -1,7 +1,9 @@
 """A local stand-in for Naver Webtoon, Kakao Webtoon and MyAnimeList on 127.0.0.1, with faults on purpose.
 
-One threaded HTTP server answers all three sites' paths (their paths do not clash). It
-logs every request with its headers, so tests can see what the collectors sent.
+One threaded HTTP server answers all three sites' pages and APIs (their paths do not clash);
+a second one, on another port (another host to the collectors), is their image CDN. Both log
+every request with its headers, host kind and arrival time, so tests can see what the
+collectors sent and when. Either can answer with a latency drawn per request.
 
 Every JSON payload and sidebar row is built from a trimmed real response (tests/site_payloads.py
 names the source of each), so the collectors are tested against the sites' real field names,
@@ -13,14 +15,16 @@ episode thumbnail, a title whose info always answers 503, images that robots.txt
 Naver title without communityArtists and one without genre tags, a Kakao episode without an
 asset, Kakao thumbnails that 404 without `.webp`, a MAL page whose markup changed, a poster
 that loads only when scrolled into view, ONA / Unknown types, singular sidebar labels and a
-"Studios: None found" row. Pagination: Naver's episode lists come 2 to a page, Kakao's at
-most 2 per request with `meta.pagination.last` at the top level.
+"Studios: None found" row. Pagination: Naver's episode lists come 2 to a page (newest first,
+as the real API), Kakao's at most 2 per request with `meta.pagination.last` at the top level.
+A title in the finished table answers `finished: true` and leaves the weekday list.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -83,7 +87,7 @@ MAL = {
           "og": False, "scroll_only": True},
     "7": {"title": "Indie Short", "type": "Movie", "studios": None, "genres": ["Drama", "Romance"],
           "themes": ["School"], "demographic": [], "score": "6.9", "members": "2,345", "synopsis": "Small.",
-          "og": True},
+          "og": True, "status": "Currently Airing"},
 }
 
 
@@ -98,37 +102,55 @@ def _seo(title: str) -> str:
 
 
 class FakeSites:
-    def __init__(self):
+    """`naver`, `naver_finished`: title tables like NAVER (default: the module's, which tests may
+    change between runs); latencies: (low, high) seconds drawn per request."""
+
+    def __init__(self, naver: dict | None = None, naver_finished: dict | None = None,
+                 naver_page_size: int = 2, site_latency: tuple[float, float] = (0.0, 0.0),
+                 cdn_latency: tuple[float, float] = (0.0, 0.0)):
+        self.naver_titles = NAVER if naver is None else naver
+        self.naver_finished = NAVER_FINISHED if naver_finished is None else naver_finished
+        self.naver_page_size = naver_page_size
+        self.latency = {"site": site_latency, "cdn": cdn_latency}
         self.log: list[dict] = []
         self.flaky_left = {"/api/article/list?titleId=104&page=1": (1, 429),
                            "/decorator/v2/decorator/contents/2003": (1, 500)}
+        self.retry_after: dict[str, str] = {}  # path -> Retry-After sent with its flaky answers
+        self.robots = {"site": ROBOTS, "cdn": ROBOTS}
         self.hang_left = {"/cdn/kakao/2001/2.webp": 1}
         self.hang_seconds = 4.0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.rng = random.Random(0)
+        self.servers = {kind: ThreadingHTTPServer(("127.0.0.1", 0), self._handler(kind))
+                        for kind in ("site", "cdn")}
+        self.base = f"http://127.0.0.1:{self.servers['site'].server_address[1]}"
+        self.cdn = f"http://127.0.0.1:{self.servers['cdn'].server_address[1]}"
+        self.threads = [threading.Thread(target=server.serve_forever, daemon=True)
+                        for server in self.servers.values()]
 
     def __enter__(self) -> FakeSites:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for server in self.servers.values():
+            server.shutdown()
+            server.server_close()
 
     def requests(self, prefix: str) -> list[dict]:
         return [r for r in self.log if r["path"].startswith(prefix)]
 
     # --- routing -----------------------------------------------------------------------
 
-    def route(self, path: str, query: dict[str, list[str]], headers: dict) -> tuple[int, str, bytes]:
+    def route(self, path: str, query: dict[str, list[str]], headers: dict, kind: str = "site"
+              ) -> tuple[int, str, bytes]:
         full = path + ("?" + "&".join(f"{k}={v[0]}" for k, v in query.items()) if query else "")
         if self.flaky_left.get(full, (0, 0))[0] > 0:
             left, status = self.flaky_left[full]
             self.flaky_left[full] = (left - 1, status)
             return status, "application/json", b'{"error": "try again"}'
         if path == "/robots.txt":
-            return 200, "text/plain", ROBOTS.encode()
+            return 200, "text/plain", self.robots[kind].encode()
         if path == "/":
             return 200, "text/html", b"<!doctype html><title>Home</title><div id=root></div>" \
                 b"<script>document.getElementById('root').textContent = 'rendered by script';</script>"
@@ -159,16 +181,16 @@ class FakeSites:
     def naver(self, path: str, query) -> tuple[int, str, bytes]:
         if path == "/api/webtoon/titlelist/weekday":
             days: dict[str, list] = {}
-            for tid, entry in NAVER.items():
+            for tid, entry in self.naver_titles.items():
                 item = real.naver_weekday_item(int(tid), entry[0], entry[2] or "", False)
                 days.setdefault(entry[6], []).append(item)
             return self.json({"titleListMap": days})
         if path == "/api/webtoon/titlelist/finished":
             return self.json({"titleList": [real.naver_weekday_item(int(t), e[0], e[2], False)
-                                            for t, e in NAVER_FINISHED.items()],
+                                            for t, e in self.naver_finished.items()],
                               "pageInfo": {"totalPages": 1}})
         tid = query.get("titleId", [""])[0]
-        entry = NAVER.get(tid) or NAVER_FINISHED.get(tid)
+        entry = self.naver_titles.get(tid) or self.naver_finished.get(tid)
         if entry is None:
             return 404, "application/json", b"{}"
         if path == "/api/article/list/info":
@@ -177,15 +199,16 @@ class FakeSites:
             artists = (None if entry[1] is None
                        else [(entry[2], "ARTIST_WRITER"), (entry[1], "ARTIST_PAINTER")])
             genre_types = [kind.removeprefix("GENRE_") for _, kind in entry[3] if kind.startswith("GENRE_")]
-            poster = f"{self.base}/cdn/naver/{tid}/0.png"
+            poster = f"{self.cdn}/cdn/naver/{tid}/0.png"
             return self.json(real.naver_info(int(tid), entry[0], poster, artists, entry[3], entry[5],
-                                             genre_types or ["COMIC"]))
+                                             genre_types or ["COMIC"], tid in self.naver_finished))
         if path == "/api/article/list":
-            page, per_page, total = int(query.get("page", ["1"])[0]), 2, entry[4]
+            page, per_page, total = int(query.get("page", ["1"])[0]), self.naver_page_size, entry[4]
             folder = "private" if tid == "107" else "cdn"
-            numbers = range((page - 1) * per_page + 1, min(page * per_page, total) + 1)
+            # Newest first.
+            numbers = range(total - (page - 1) * per_page, max(total - page * per_page, 0), -1)
             return self.json(real.naver_article_list(int(tid), total, page, per_page,
-                                                     [(n, f"{self.base}/{folder}/naver/{tid}/{n}.png")
+                                                     [(n, f"{self.cdn}/{folder}/naver/{tid}/{n}.png")
                                                       for n in numbers]))
         return 404, "application/json", b"{}"
 
@@ -193,7 +216,7 @@ class FakeSites:
         if path == "/section/v2/timetables/days":
             day = query.get("placement", [""])[0].replace("timetable_", "")
             cards = [real.kakao_card(int(cid), e[0], _seo(e[0]), e[5], e[1], e[2],
-                                     f"{self.base}/cdn/kakao/{cid}/0")
+                                     f"{self.cdn}/cdn/kakao/{cid}/0")
                      for cid, e in KAKAO.items() if e[6] == day]
             return self.json({"data": [{"cardGroups": [{"cards": cards}]}]})
         cid = path.split("/contents/")[1].split("/")[0]
@@ -206,7 +229,7 @@ class FakeSites:
         offset, limit = int(query["offset"][0]), min(int(query["limit"][0]), 2)  # the server's page cap
         numbers = range(offset + 1, min(offset + limit, entry[4]) + 1)
         episodes = [real.kakao_episode(n, _seo(entry[0]), None if n in entry[7] else
-                                       f"{self.base}/cdn/kakao/{cid}/{n}") for n in numbers]
+                                       f"{self.cdn}/cdn/kakao/{cid}/{n}") for n in numbers]
         return self.json(real.kakao_episodes(episodes, entry[4], last=offset + limit >= entry[4]))
 
     def mal(self, path: str, query) -> tuple[int, str, bytes]:
@@ -221,7 +244,7 @@ class FakeSites:
         anime = MAL.get(aid)
         if anime is None:
             return 404, "text/html", b"<html>404</html>"
-        poster = f"{self.base}/cdn/mal/{aid}/0.png"
+        poster = f"{self.cdn}/cdn/mal/{aid}/0.png"
 
         def row(plural: str, singular: str, links) -> str:
             if links is None:
@@ -235,6 +258,7 @@ class FakeSites:
             f'<h1 class="title-name h1_bold_none"><strong>{anime["title"]}</strong></h1>'
         pad = '<div class="spaceit_pad"><span class="dark_text">'
         sidebar = (f'{pad}Type:</span> <a href="/t">{anime["type"]}</a></div>'
+                   + f'{pad}Status:</span> {anime.get("status", "Finished Airing")}</div>'
                    + row("Studios", "Studios", anime["studios"]) + row("Genres", "Genre", anime["genres"])
                    + row("Themes", "Theme", anime["themes"])
                    + row("Demographics", "Demographic", anime["demographic"])
@@ -256,21 +280,27 @@ class FakeSites:
     def json(document: dict) -> tuple[int, str, bytes]:
         return 200, "application/json", json.dumps(document).encode()
 
-    def _handler(self):
+    def _handler(self, host: str):
         sites = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 parts = urlsplit(self.path)
                 headers = dict(self.headers)
+                sites.log.append({"path": self.path, "headers": headers, "host": host,
+                                  "time": time.monotonic()})
                 if sites.hang_left.get(parts.path, 0) > 0:
                     sites.hang_left[parts.path] -= 1
                     time.sleep(sites.hang_seconds)  # the client gives up first
-                sites.log.append({"path": self.path, "headers": headers})
-                status, kind, body = sites.route(parts.path, parse_qs(parts.query), headers)
+                low, high = sites.latency[host]
+                if high > 0:
+                    time.sleep(sites.rng.uniform(low, high))
+                status, kind, body = sites.route(parts.path, parse_qs(parts.query), headers, host)
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
+                if status >= 400 and parts.path in sites.retry_after:
+                    self.send_header("Retry-After", sites.retry_after[parts.path])
                 self.end_headers()
                 self.wfile.write(body)
 

@@ -21,10 +21,11 @@ def naver_weekday_item(title_id: int, name: str, author: str, adult: bool) -> di
 
 
 def naver_info(title_id: int, name: str, thumbnail: str, artists: list[tuple[str, str]] | None,
-               tags: list[tuple[str, str]], age: str, genre_types: list[str]) -> dict:
+               tags: list[tuple[str, str]], age: str, genre_types: list[str], finished: bool = False) -> dict:
     """GET /api/article/list/info?titleId=N. Trimmed from the saved response of titleId 805671
     ("공작저의 붉은 밤") in a public Python client in the code index, with the field set of
-    Webtoon-Studio/webtoon `src/platform/naver/client/info.rs`: there is no top-level "adult";
+    Webtoon-Studio/webtoon `src/platform/naver/client/info.rs`: there is no top-level "adult"; a
+    boolean "finished" (false in the saved response) beside "rest";
     the rating is `age.type`; genres are the `curationTagList` entries whose `curationType`
     starts with GENRE_; `communityArtists` may be absent. `artists`: (name, artistType);
     `tags`: (tagName, curationType)."""
@@ -43,7 +44,7 @@ def naver_info(title_id: int, name: str, thumbnail: str, artists: list[tuple[str
         "firstArticle": {"no": 1, "subtitle": "1화", "charge": False},
         "publishDayOfWeekList": ["TUESDAY"],
         "rest": False,
-        "finished": False,
+        "finished": finished,
         "dailyPass": False,
         "curationTagList": [{"id": 805671 + i, "tagName": tag, "urlPath": _naver_tag_path(kind, i),
                              "curationType": kind} for i, (tag, kind) in enumerate(tags)],
@@ -74,7 +75,8 @@ def _naver_tag_path(kind: str, i: int) -> str:
 def naver_article_list(title_id: int, total: int, page: int, per_page: int, thumbnails: list[tuple[int, str]]
                        ) -> dict:
     """GET /api/article/list?titleId=N&page=P. Field set of Webtoon-Studio/webtoon
-    `src/platform/naver/client/episodes.rs` (Root, Article, PageInfo)."""
+    `src/platform/naver/client/episodes.rs` (Root, Article, PageInfo); "sort": "DESC", newest
+    first, as the saved response of titleId 805671. `thumbnails` come in that order."""
     return {
         "titleId": title_id,
         "webtoonLevelCode": "WEBTOON",

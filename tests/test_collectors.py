@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 
 from collectors.browser import BrowserConfig, BrowserError, open_browser
-from collectors.politeness import FetchError, PoliteClock, RetryableError, Robots, with_backoff
-from collectors.settings import Politeness
 from tests.conftest import REPO, run_cli
 from tests.fake_sites import FakeSites
 
@@ -115,15 +113,26 @@ def test_requests_carry_referer_user_agent_and_asked_robots_first(sites, naver_r
 
 
 def test_rerun_downloads_nothing_and_duplicates_nothing(sites, naver_run):
+    """An unchanged site: ongoing titles are read again at a few requests each, the finished one
+    not at all, and nothing is downloaded but the image that was broken."""
     catalog, _ = naver_run
     before = rows(catalog, IMAGES)
-    downloads = len(sites.requests("/cdn/"))
+    downloads, logged = len(sites.requests("/cdn/")), len(sites.log)
     result = collect(sites, "naver", catalog, "--min-episodes", "2", "--finished")
     assert rows(catalog, IMAGES) == before
     new = [r["path"] for r in sites.requests("/cdn/")[downloads:]]
     assert new == ["/cdn/naver/105/2.png"]  # only the quarantined one is tried again
-    assert "title already complete in the catalog" in result.stdout
+    assert "title finished, complete and checked within 6 days" in result.stdout
+    assert "new: 0 titles, 0 images of titles already in the catalog, 0 metadata changes" in result.stdout
     assert "incomplete 2 titles" in result.stdout  # read again, still missing their fields
+    per_title: dict[str, int] = {}
+    for request in sites.log[logged:]:
+        if "titleId=" in request["path"]:
+            title = request["path"].split("titleId=")[1].split("&")[0]
+            per_title[title] = per_title.get(title, 0) + 1
+    complete = set(complete_titles(catalog))
+    assert "108" not in per_title  # finished, complete, checked today
+    assert all(per_title[t] <= 2 for t in complete if t in per_title), per_title  # info + newest page
 
 
 def test_a_rerun_repairs_an_incomplete_title(sites, tmp_path):
@@ -340,49 +349,6 @@ def test_mal_keep_types_and_max_titles(sites, tmp_path):
     catalog = tmp_path / "catalog.sqlite"
     collect(sites, "mal", catalog, "--keep-types", "ONA", "--max-titles", "3")
     assert [r[0] for r in rows(catalog, "SELECT source_id FROM titles ORDER BY 1")] == ["1", "2", "3"]
-
-
-def test_polite_clock_waits_four_to_seven_seconds_per_host():
-    now = [0.0]
-    slept = []
-
-    def sleep(seconds):
-        slept.append(seconds)
-        now[0] += seconds
-
-    clock = PoliteClock(Politeness(), sleep=sleep, clock=lambda: now[0])
-    for _ in range(20):
-        clock.wait("https://comic.naver.com/api/x")
-    clock.wait("https://image-comic.pstatic.net/a.jpg")  # another host: no wait
-    assert len(slept) == 19 and all(4.0 <= s <= 7.0 for s in slept)
-
-
-def test_backoff_doubles_to_the_cap_then_gives_a_clear_error():
-    pauses = []
-
-    def always_busy():
-        raise RetryableError("HTTP 429", 429)
-
-    policy = Politeness(retries=5, backoff_base=2.0, backoff_cap=10.0)
-    with pytest.raises(FetchError, match=r"naver: GET u: gave up after 6 attempts \(HTTP 429\)") as err:
-        with_backoff(always_busy, policy, "naver: GET u", sleep=pauses.append)
-    assert pauses == [2.0, 4.0, 8.0, 10.0, 10.0] and err.value.status == 429
-    calls = iter([RetryableError("HTTP 503", 503), "ok"])
-
-    def once_busy():
-        item = next(calls)
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    assert with_backoff(once_busy, policy, "x", sleep=pauses.append) == "ok"
-
-
-def test_robots_rules():
-    robots = Robots("Stylefinder/0.1", lambda url: "User-agent: *\nDisallow: /private/\n")
-    assert robots.allowed("http://h/api/x") and not robots.allowed("http://h/private/a.png")
-    assert Robots("x", lambda url: None).allowed("http://h/anything")
-    assert Robots("x", lambda url: "User-agent: *\nDisallow: /\n", obey=False).allowed("http://h/a")
 
 
 def test_browser_errors_are_one_line(tmp_path):

@@ -14,6 +14,10 @@ Evidence for the fields read (checked 2026-12-01):
   (korea-webtoon-api `src/modules/kakao/functions/kakaoApi.ts`).
 - The decorator payload `/decorator/v2/decorator/contents/{id}` carries one `genre` string and
   no `seoKeywords`; those come with the timetable card (or the content's `/profile`).
+- No payload read here says whether a title has ended; the list it came from does
+  (`timetable_completed` against the weekday timetables).
+- Episodes come oldest first (`sort=NO`) by offset: an update asks from the offset of the
+  episodes it already has, so new episodes cost one request.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from collections.abc import Iterator
 from collectors.fetching import Session
 from collectors.records import ImageLink, TitleRecord
 from collectors.settings import CollectOptions
-from collectors.sites import WEEKDAYS, SkipTitle, TitleStub
+from collectors.sites import WEEKDAYS, AdultTitle, SkipTitle, TitleStub
+from collectors.store import FINISHED, ONGOING
 
 SITE = "https://webtoon.kakao.com"
 API = "https://gateway-kw.kakao.com"
@@ -73,19 +78,21 @@ class KakaoWebtoon:
                         keywords = tuple(k.strip().lstrip("#") for k in content.get("seoKeywords") or []
                                          if k.strip().lstrip("#"))
                         stub = TitleStub(str(content["id"]), content["title"], bool(content.get("adult")),
-                                         keywords)
+                                         keywords, finished=path == COMPLETED_LIST)
                         if stub.source_id not in seen:
                             seen.add(stub.source_id)
                             yield stub
 
     @classmethod
-    def read(cls, session: Session, stub: TitleStub, options: CollectOptions) -> TitleRecord:
+    def read(cls, session: Session, stub: TitleStub, options: CollectOptions,
+             listed: int | None = None) -> TitleRecord:
         site, api = cls.hosts(options)
         content = session.get_json(api + CONTENT.format(id=stub.source_id), site + "/").get("data", {})
         if stub.adult or content.get("adult"):
-            raise SkipTitle("adult title (needs a login)")
+            raise AdultTitle()
         minimum = cls.default_min_episodes if options.min_episodes is None else options.min_episodes
-        episodes, offset, total, last = [], 0, None, False
+        first = offset = listed or 0  # oldest first: what the catalog holds is the list's head
+        episodes, total, last = [], None, False
         while not last:
             url = api + EPISODES.format(id=stub.source_id, offset=offset, limit=PAGE_SIZE)
             answer = session.get_json(url, site + "/")
@@ -100,7 +107,7 @@ class KakaoWebtoon:
             # `last` is the site's word; an empty page ends a list whose flag is missing.
             last = bool(pagination.get("last", not batch)) or not batch
         if total is None:
-            total = len(episodes)
+            total = first + len(episodes)
             if total < minimum:
                 raise SkipTitle(f"fewer than {minimum} episodes")
         missing = []
@@ -118,7 +125,8 @@ class KakaoWebtoon:
         slug = content.get("seoId", stub.source_id)
         record = TitleRecord("kakao", stub.source_id, content.get("title", stub.name),
                              site + CONTENT_PAGE.format(slug=slug, id=stub.source_id), author, genres,
-                             info={"synopsis": content.get("synopsis", ""), "episodes": str(total)},
+                             info={"synopsis": content.get("synopsis", ""), "episodes": str(total),
+                                   "status": FINISHED if stub.finished else ONGOING, "adult": "0"},
                              missing=missing)
         no_asset = adult = 0
         for episode in episodes:

@@ -3,7 +3,8 @@
 Evidence for the sidebar (checked 2026-12-01): jikan-me/jikan `src/Parser/Anime/AnimeParser.php`
 reads each list label in both forms, `Genres:` and `Genre:`, `Themes:` and `Theme:`,
 `Demographics:` and `Demographic:` (the page writes the singular when there is one entry), and
-treats `Studios: None found, add some` as no studio (`strpos(..., 'None found') === false`).
+treats `Studios: None found, add some` as no studio (`strpos(..., 'None found') === false`), and
+reads `Status:` (`Finished Airing`, `Currently Airing`, `Not yet aired`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collectors.fetching import SelectorError, Session
 from collectors.records import ImageLink, TitleRecord
 from collectors.settings import CollectOptions
 from collectors.sites import OneHostSite, SkipTitle, TitleStub
+from collectors.store import FINISHED, ONGOING
 
 SITE = "https://myanimelist.net"
 TOP_ANIME = "/topanime.php?limit={offset}"
@@ -30,6 +32,7 @@ SIDEBAR_ROWS = "div.leftside div.spaceit_pad"  # "Type: TV", "Genres: Action, Dr
 SIDEBAR_LABEL = "span.dark_text"
 DROPPED_TYPES = ("Unknown", "ONA")  # as the anime study did
 PLACEHOLDER_SYNOPSIS = "No synopsis information has been added"
+FINISHED_STATUS = "Finished Airing"  # the sidebar's Status row; any other value can still change
 NO_ENTRY = "None found"  # "Studios: None found, add some": the "add some" link is not a studio
 # Sidebar labels the page writes in the singular for one entry and in the plural for more.
 LIST_LABELS = {"genres": ("Genres", "Genre"), "themes": ("Themes", "Theme"),
@@ -69,7 +72,8 @@ class MyAnimeList(OneHostSite):
             offset += PAGE_SIZE
 
     @classmethod
-    def read(cls, session: Session, stub: TitleStub, options: CollectOptions) -> TitleRecord:
+    def read(cls, session: Session, stub: TitleStub, options: CollectOptions,
+             listed: int | None = None) -> TitleRecord:
         base = cls.base(options)
         url = f"{base}/anime/{stub.source_id}"
         session.open_page(url)
@@ -97,6 +101,8 @@ class MyAnimeList(OneHostSite):
         info = {"synopsis": synopsis, "type": kind,
                 "score": (session.select(SCORE, required=False) or [""])[0],
                 "members": sidebar.get("Members", ([], ""))[1].replace(",", ""),
+                "status": FINISHED if sidebar.get("Status", ([], ""))[1] == FINISHED_STATUS else ONGOING,
+                "adult": "0",
                 "synopsis_placeholder": "1" if PLACEHOLDER_SYNOPSIS.lower() in synopsis.lower() else "0"}
         record = TitleRecord("mal", stub.source_id, name, url, (lists["studios"] or [None])[0],
                              genres=tuple(lists["genres"]), themes=tuple(lists["themes"]),

@@ -11,6 +11,12 @@ Evidence for the fields read from `/api/article/list/info` (checked 2026-12-01):
   `WebtoonScraper/scrapers/_naver_webtoon.py`.
 - `communityArtists[]` holds `{artistId, artistTypeList, name, ...}`; the painter carries
   `ARTIST_PAINTER`. Webtoon-Studio/webtoon `info.rs` (struct `CommunityArtists`).
+- `finished` (bool) says whether the title has ended; the saved response of titleId 805671 has
+  `"finished": false` beside `"rest": false`. Finished titles leave the weekday list for the
+  finished list.
+- The article list answers `"sort": "DESC"`, newest episode first (the same saved response), so
+  new episodes are on the first pages: an update reads pages until it has as many episodes as
+  the count grew by.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from collections.abc import Iterator
 from collectors.fetching import Session
 from collectors.records import ImageLink, TitleRecord
 from collectors.settings import CollectOptions
-from collectors.sites import WEEKDAYS, OneHostSite, SkipTitle, TitleStub
+from collectors.sites import WEEKDAYS, AdultTitle, OneHostSite, SkipTitle, TitleStub
+from collectors.store import FINISHED, ONGOING
 
 SITE = "https://comic.naver.com"  # also the Referer its image host insists on
 WEEKDAY_LIST = "/api/webtoon/titlelist/weekday?order=user"
@@ -50,7 +57,8 @@ class NaverWebtoon(OneHostSite):
         seen: set[str] = set()
         for day in days:
             for item in listing.get("titleListMap", {}).get(day, []):
-                stub = TitleStub(str(item["titleId"]), item["titleName"], bool(item.get("adult")))
+                stub = TitleStub(str(item["titleId"]), item["titleName"], bool(item.get("adult")),
+                                 finished=False)
                 if stub.source_id not in seen:
                     seen.add(stub.source_id)
                     yield stub
@@ -59,18 +67,20 @@ class NaverWebtoon(OneHostSite):
             finished = session.get_json(base + FINISHED_LIST.format(page=page), base + "/")
             pages = finished.get("pageInfo", {}).get("totalPages", 1)
             for item in finished.get("titleList", []):
-                stub = TitleStub(str(item["titleId"]), item["titleName"], bool(item.get("adult")))
+                stub = TitleStub(str(item["titleId"]), item["titleName"], bool(item.get("adult")),
+                                 finished=True)
                 if stub.source_id not in seen:
                     seen.add(stub.source_id)
                     yield stub
             page += 1
 
     @classmethod
-    def read(cls, session: Session, stub: TitleStub, options: CollectOptions) -> TitleRecord:
+    def read(cls, session: Session, stub: TitleStub, options: CollectOptions,
+             listed: int | None = None) -> TitleRecord:
         base = cls.base(options)
         info = session.get_json(base + TITLE_INFO.format(id=stub.source_id), base + "/")
         if stub.adult or info.get("age", {}).get("type") == ADULT_AGE:
-            raise SkipTitle("adult title (needs a login)")
+            raise AdultTitle()
         minimum = cls.default_min_episodes if options.min_episodes is None else options.min_episodes
         first = session.get_json(base + ARTICLES.format(id=stub.source_id, page=1), base + "/")
         total = first.get("totalCount", len(first.get("articleList", [])))
@@ -87,16 +97,22 @@ class NaverWebtoon(OneHostSite):
                        if str(t.get("curationType", "")).startswith(GENRE_TAG_PREFIX) and t.get("tagName"))
         if not genres:
             missing.append(f"no {GENRE_TAG_PREFIX}* tag in curationTagList: no genres")
+        finished = info.get("finished", stub.finished)
         record = TitleRecord("naver", stub.source_id, info.get("titleName", stub.name),
                              base + TITLE_PAGE.format(id=stub.source_id), author, genres,
                              info={"synopsis": info.get("synopsis", ""),
                                    "poster_url": info.get("thumbnailUrl", ""),
-                                   "episodes": str(total)}, missing=missing)
+                                   "episodes": str(total), "status": FINISHED if finished else ONGOING,
+                                   "adult": "0"}, missing=missing)
         pages = first.get("pageInfo", {}).get("totalPages", 1)
         articles = list(first.get("articleList", []))
-        for page in range(2, pages + 1):
+        page = 2
+        # Newest first: after a complete read of `listed` episodes, the new ones are the first
+        # `total - listed` (an unchanged title costs the info and one page).
+        while page <= pages and (listed is None or len(articles) < total - listed):
             articles += session.get_json(base + ARTICLES.format(id=stub.source_id, page=page),
                                          base + "/").get("articleList", [])
+            page += 1
         record.images = [ImageLink(a["thumbnailUrl"], int(a["no"])) for a in articles
                          if a.get("thumbnailUrl")]
         return record
