@@ -83,6 +83,8 @@ class Bundle:
     prototype_temperature: float = 0.0
     enrolled_bias: float = 0.0
     title_index: str = INDEX  # the title index file, written before bundle.json names it
+    # Catalog file (resolved path) -> the highest image id `enroll --catalog C --new` took from it.
+    catalog_marks: dict[str, int] = field(default_factory=dict)
     # Each title's images in the space where enrolled authors are named; None for bundles
     # exported before them (their title means stand in, see `title_exemplars`).
     exemplars: TitleExemplars | None = None

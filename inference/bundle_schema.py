@@ -56,6 +56,8 @@ OPTIONAL_FIELDS = {
     "prototype_temperature": (_is_number, "a number"),
     "enrolled_bias": (_is_number, "a number"),
     "title_index": (lambda v: _is_str(v) and "/" not in v and v.endswith(".npz"), "a .npz file name"),
+    "catalog_marks": (lambda v: isinstance(v, dict) and all(_is_count(n) for n in v.values()),
+                      "an object of catalog paths to image ids"),
 }
 ENROLLED_FIELDS = {
     "title": (_is_str, "a string"),

@@ -2,6 +2,7 @@
 
     python -m inference.enroll --bundle DIR SRC          SRC: ROOT/<author>/<title>/<image> or a CSV manifest
     python -m inference.enroll --bundle DIR --catalog data/catalog.sqlite --split train
+    python -m inference.enroll --bundle DIR --catalog data/catalog.sqlite --new
     python -m inference.enroll --bundle DIR --remove TITLE
     ... --store DIR                                      reuse and keep the model's outputs in a feature store
 
@@ -9,11 +10,17 @@ Images are encoded with the bundle's own LiteRT model (TensorFlow is never impor
 the bundle has is updated (its mean embedding, thumbnails, genres, image count); an author it
 does not know is added and named through the nearest-title classifier. Each bad image is
 one line; the bundle is replaced atomically, so a kill leaves the old bundle or the new one.
+
+`--new` takes the catalog's images collected since the bundle's last `--new` from that catalog
+(it records the highest image id it took); the first time, the images no split holds (never
+trained on). A weekly collection followed by `--new` adds new titles and new episodes of the
+titles the bundle has.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -33,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-root", help="folder a manifest's image paths are relative to")
     parser.add_argument("--catalog", help="enroll a split of this catalog instead of SRC")
     parser.add_argument("--split", help="with --catalog: the split to enroll (train, val or test)")
+    parser.add_argument("--new", action="store_true",
+                        help="with --catalog: the images collected since the last --new (see above)")
     parser.add_argument("--remove", metavar="TITLE", help="take this title out of the bundle")
     parser.add_argument("--store", help="feature store folder: images run through this model before are "
                         "not run again, and new ones are kept there")
@@ -45,14 +54,18 @@ def read_images(args: argparse.Namespace) -> tuple[list[EnrollImage], list[str],
     if args.catalog:
         from datasets.catalog import Catalog
 
-        if not args.split:
-            raise ValueError("--catalog needs --split (train, val or test)")
+        if bool(args.split) == bool(args.new):
+            raise ValueError("--catalog needs --split (train, val or test) or --new")
         with Catalog(args.catalog) as catalog:
             rows = catalog.images(split=args.split)
-        if not rows:
+        if args.new:
+            mark = catalog_marks(args.bundle).get(str(Path(args.catalog).resolve()))
+            args.catalog_mark = max((r.id for r in rows), default=mark or 0)
+            rows = [r for r in rows if (r.id > mark if mark is not None else r.split is None)]
+        elif not rows:
             raise ValueError(f"{args.catalog}: split {args.split!r} is empty")
         images = [EnrollImage(r.path, r.title, r.author, r.genres, str(r.path)) for r in rows]
-        return images, [], f"{args.catalog} split {args.split}"
+        return images, [], f"{args.catalog} " + ("new images" if args.new else f"split {args.split}")
     from datasets.imports import read_source
 
     records, skipped = read_source(args.source, args.image_root)
@@ -60,19 +73,38 @@ def read_images(args: argparse.Namespace) -> tuple[list[EnrollImage], list[str],
     return images, skipped, str(Path(args.source).resolve())
 
 
+def catalog_marks(bundle_dir: str) -> dict[str, int]:
+    """The bundle's record of what `--new` took from each catalog (read without loading the index)."""
+    from inference.bundle import MANIFEST
+
+    try:
+        meta = json.loads((Path(bundle_dir) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}  # enrolling then reports the bundle's problem in its own words
+    marks = meta.get("catalog_marks") if isinstance(meta, dict) else None
+    return marks if isinstance(marks, dict) else {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     if bool(args.remove) + bool(args.source) + bool(args.catalog) != 1:
-        parser.error("give one of SRC, --catalog with --split, or --remove TITLE")
+        parser.error("give one of SRC, --catalog with --split or --new, or --remove TITLE")
+    if args.new and not args.catalog:
+        parser.error("--new needs --catalog")
     try:
         if args.remove:
             bundle = remove_title(args.bundle, args.remove)
             print(f"removed {args.remove!r}: {len(bundle.titles)} titles left")
             return 0
         images, skipped, source = read_images(args)
-        report = enroll(args.bundle, images, source, progress=not args.quiet, store=args.store)
+        if args.new and not images:
+            print(f"nothing new in {args.catalog} since this bundle's last --new from it")
+            return 0
+        mark = (str(Path(args.catalog).resolve()), args.catalog_mark) if args.new else None
+        report = enroll(args.bundle, images, source, progress=not args.quiet, store=args.store,
+                        catalog_mark=mark)
     except (BundleError, ImageError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -85,9 +85,11 @@ class _Title:
 
 
 def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source: str, progress: bool = True,
-           finder: StyleFinder | None = None, store: str | os.PathLike | None = None) -> EnrollReport:
+           finder: StyleFinder | None = None, store: str | os.PathLike | None = None,
+           catalog_mark: tuple[str, int] | None = None) -> EnrollReport:
     """Encode `images` with the bundle's model and add or update their titles in the bundle;
-    `store`: a feature store folder the outputs are read from where it has them, and kept in."""
+    `store`: a feature store folder the outputs are read from where it has them, and kept in;
+    `catalog_mark`: (catalog, highest image id) recorded with the commit, for `--new`."""
     bundle_dir = Path(bundle_dir)
     report = EnrollReport()
     with _locked(bundle_dir):
@@ -136,6 +138,8 @@ def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source:
             report.images += found.count
         if added_exemplars:  # at once: each extension copies every exemplar (a million: 0.25 s)
             exemplars = exemplars.extended(np.concatenate(added_exemplars), np.concatenate(added_rows))
+        if catalog_mark:
+            bundle = replace(bundle, catalog_marks={**bundle.catalog_marks, catalog_mark[0]: catalog_mark[1]})
         _commit(bundle, entries, embeddings, exemplars, enrolled_authors, list(enrolled.values()))
     return report
 

@@ -124,6 +124,37 @@ def test_enroll_reads_a_catalog_split(tiny_bundle, tmp_path):
     assert after.enrolled_authors == ["painter"]
 
 
+def test_enroll_new_takes_each_collected_image_once(tiny_bundle, tmp_path):
+    """The weekly step: `--new` enrolls what the catalog gained since the last `--new` (the first
+    time, the images no split holds), new titles and new episodes of known ones, never twice."""
+    bundle_dir = _bundle_copy(tiny_bundle, tmp_path)
+    catalog = str(tmp_path / "c.sqlite")
+    first = _tree(tmp_path / "week1", {("painter", "canvas0"): (3, 4), ("painter", "canvas1"): (4, 4)})
+    run_cli("datasets", "import", str(first), "--catalog", catalog, "--quiet", check_exit=0)
+    run_cli("datasets", "split", "--catalog", catalog, "--by", "title", "--min-images", "1", "--fractions",
+            "0.5,0.5,0", check_exit=0)  # both titles now in a split: trained on, not new
+    second = _tree(tmp_path / "week2", {("painter", "canvas2"): (5, 3)})
+    run_cli("datasets", "import", str(second), "--catalog", catalog, "--quiet", check_exit=0)
+    enroll = ["inference.enroll", "--bundle", str(bundle_dir), "--catalog", catalog, "--new", "--quiet"]
+    result = run_cli(*enroll, check_exit=0)
+    assert result.stdout.startswith("enrolled 3 images: 1 new titles, 0 updated")
+    again = run_cli(*enroll, check_exit=0)
+    assert again.stdout.startswith("nothing new in") and Bundle.load(bundle_dir).enrolled[0].images == 3
+    third = tmp_path / "week3"
+    for i in range(2):  # two new episodes of a title the bundle has
+        folder = third / "painter" / "canvas2"
+        folder.mkdir(parents=True, exist_ok=True)
+        style_image(5, 9000 + i, 24).save(folder / f"new{i}.png")
+    run_cli("datasets", "import", str(third), "--catalog", catalog, "--quiet", check_exit=0)
+    result = run_cli(*enroll, check_exit=0)
+    assert result.stdout.startswith("enrolled 2 images: 0 new titles, 1 updated")
+    after = Bundle.load(bundle_dir)
+    assert [t.images for t in after.titles if t.name == "canvas2"] == [5]
+    assert list(after.catalog_marks.values()) == [13]
+    bad = run_cli("inference.enroll", "--bundle", str(bundle_dir), "--catalog", catalog, check_exit=2)
+    assert "--catalog needs --split (train, val or test) or --new" in bad.stderr
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.3, 0.8])
 def test_a_kill_during_enroll_leaves_a_bundle_that_opens_and_answers(tiny_bundle, tmp_path, delay):
     bundle_dir = _bundle_copy(tiny_bundle, tmp_path)
