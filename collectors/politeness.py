@@ -164,9 +164,12 @@ class HostGates:
         with self.lock:
             if host not in self.gates:
                 if host in self.site_hosts:
-                    self.gates[host] = SiteGate(self.policy, delay, self.clock, self.rng)
+                    gate: Gate = SiteGate(self.policy, delay, self.clock, self.rng)
                 else:
-                    self.gates[host] = CdnGate(self.policy.cdn, delay, self.clock, self.policy.backoff_cap)
+                    gate = CdnGate(self.policy.cdn, delay, self.clock, self.policy.backoff_cap)
+                # A host's robots.txt is read just before its gate opens: that was its first request.
+                gate.next_start = self.clock() + gate.next_gap()
+                self.gates[host] = gate
             return self.gates[host]
 
 

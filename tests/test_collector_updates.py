@@ -1,6 +1,7 @@
 """A living catalog: reruns against a stand-in site that publishes episodes and ends a title between
 runs, in real Chromium, with real downloads from a second (CDN) host."""
 
+import itertools
 import signal
 import sqlite3
 import subprocess
@@ -92,7 +93,9 @@ def test_an_update_fetches_only_new_episodes_and_records_what_changed(tmp_path):
         # Unchanged site: nothing downloaded, at most 3 requests per ongoing title, none for the
         # finished ones checked today.
         logged = len(sites.log)
-        third = collect(sites, catalog, "--finished")
+        third = collect(sites, catalog, "--finished", "--min-delay", "0.4", "--max-delay", "0.4")
+        site = [r["time"] for r in sites.log[logged:] if r["host"] == "site"]  # robots.txt included
+        assert min(b - a for a, b in itertools.pairwise(site)) >= 0.4 - 0.02
         assert not downloads(sites, logged)
         assert requests_per_title(sites, logged) == {"201": 2}
         assert "new: 0 titles, 0 images of titles already in the catalog, 0 metadata changes" in third.stdout
