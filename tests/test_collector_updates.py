@@ -133,6 +133,31 @@ def test_a_kill_during_an_update_loses_nothing_and_duplicates_nothing(tmp_path):
         assert not list(images.glob(".*.part"))  # nothing half written is left
 
 
+def test_kakao_asks_only_past_the_episodes_it_holds_and_mal_says_what_is_airing(tmp_path):
+    from tests import fake_sites
+
+    with FakeSites() as sites:
+        catalog = tmp_path / "catalog.sqlite"
+        flags = ["--catalog", str(catalog), "--base-url", sites.base, *FAST]
+        run_cli("collectors", "kakao", *flags, check_exit=0)
+        saved = fake_sites.KAKAO["2001"]
+        fake_sites.KAKAO["2001"] = (*saved[:4], 5, *saved[5:])
+        try:
+            logged = len(sites.log)
+            result = run_cli("collectors", "kakao", *flags, check_exit=0)
+        finally:
+            fake_sites.KAKAO["2001"] = saved
+        assert downloads(sites, logged) == ["/cdn/kakao/2001/5.webp"]
+        asked = [r["path"] for r in sites.log[logged:] if "/contents/2001" in r["path"]]
+        assert len(asked) == 2 and "offset=4&" in asked[1]  # the decorator, then past the 4 it holds
+        assert "new: 0 titles, 1 images of titles already in the catalog" in result.stdout
+        run_cli("collectors", "mal", *flags, check_exit=1)  # the stand-in's broken page fails, as it should
+    status = dict(rows(catalog, "SELECT t.source || ' ' || t.source_id, i.value FROM title_info i "
+                                "JOIN titles t ON t.id = i.title_id WHERE i.key = 'status'"))
+    assert status["mal 7"] == "ongoing" and status["mal 1"] == "finished"
+    assert status["kakao 2001"] == "ongoing"
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--cdn-concurrency", "0"], "--cdn-concurrency must be at least 1"),
     (["--cdn-min-gap", "2", "--cdn-max-gap", "1"], "need 0 <= min <= max"),
