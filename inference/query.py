@@ -20,7 +20,7 @@ from inference.author_prototypes import combine, title_author_matrix, title_prob
 from inference.bundle import MANIFEST, Bundle, BundleError
 from inference.runner import ModelRunner, open_runner
 from inference.search import build_index, unit_rows
-from inference.style_map import typical_windows
+from inference.style_map import voting_windows
 
 MODES = ("embedding", "author")
 RANKINGS = ("exemplars", "means")  # how embedding mode scores a title: see StyleFinder._by_exemplars
@@ -181,7 +181,7 @@ class StyleFinder:
     def style_map(self, image: Image.Image, first: list[int] | None = None,
                   embedding: np.ndarray | None = None):
         """Where each author's style is in `image` (an RGB picture): inference/style_map.py. The
-        whole image is run too (how typical it looks decides whether it can be mixed) unless its
+        whole image is run too (windows that vote must look as typical as it) unless its
         `embedding` is given."""
         from inference.style_map import build_style_map, window_layout, window_pixels
 
@@ -203,15 +203,15 @@ class StyleFinder:
             self.author_probabilities(catalog, {key: value[i] for key, value in outputs.items()})
             for i in range(len(layout.windows))
         ])
-        votes, typical = None, False
+        votes = None
         if "title_similarity" in bundle.open_set:
             both = np.concatenate([embedding[None], outputs["embedding"]])
             nearest = (unit_rows(both) @ bundle.title_embeddings.T).max(axis=1)
-            votes, typical = typical_windows(nearest, bundle.open_set["title_similarity"])
+            votes = voting_windows(nearest, bundle.open_set["title_similarity"])
         if first is None and whole is not None:  # the whole image's likeliest authors, listed first
             likeliest = np.argsort(-self.author_probabilities(catalog, whole), kind="stable")
             first = [int(a) for a in likeliest[:3]]
-        return build_style_map(layout, windows, bundle.all_authors, first, votes, typical)
+        return build_style_map(layout, windows, bundle.all_authors, first, votes)
 
     @property
     def has_text_model(self) -> bool:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from inference.style_map import build_style_map, mixed_summary, window_layout
+from inference.style_map import build_style_map, mixed_summary, voting_windows, window_layout
 from tests.conftest import run_cli, train_cli
 
 
@@ -44,14 +44,23 @@ def test_mixed_needs_confident_windows_apart_and_each_a_region():
     assert sum(m["share"] for m in two.mixed) == pytest.approx(1.0)
     assert mixed_summary(two.mixed) == "mixed styles: ann (left 50 %), bo (right 50 %)"
     assert two.boxes["ann"] == [0, 0, 32, 32] and two.boxes["bo"] == [32, 0, 64, 32]
-    four = [*names, "di"]
-    flat = np.array([[0.29, 0.24, 0.24, 0.23], [0.25] * 4, [0.24, 0.29, 0.24, 0.23]])
-    unsure = build_style_map(layout, flat, four)
+    five = [*names, "di", "ed"]
+    flat = np.array([[0.24, 0.2, 0.2, 0.18, 0.18], [0.2] * 5, [0.2, 0.24, 0.2, 0.18, 0.18]])
+    unsure = build_style_map(layout, flat, five)
     assert unsure.mixed == () and mixed_summary(unsure.mixed) == ""  # no window is confident
     windows = np.array([[0.9, 0.05, 0.05], [0.4, 0.4, 0.2], [0.1, 0.85, 0.05]])
     unknown = build_style_map(layout, windows, names, votes=np.array([True, True, False]))
     assert unknown.mixed == ()  # the right window looks like no known title: it does not vote
-    assert build_style_map(layout, windows, names, one_picture=True).mixed == ()  # a typical whole
+    # The right panel's author is strongest in the window straddling both panels, which looks like
+    # no known picture: its strongest voting window is the right panel's, apart from the left's.
+    straddling = np.array([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.1, 0.8, 0.1]])
+    assert build_style_map(layout, straddling, names).mixed == ()  # had the straddle voted
+    across = build_style_map(layout, straddling, names, votes=np.array([True, False, True]))
+    assert {m["author"] for m in across.mixed} == {"ann", "bo"}
+    # A detail of one picture looks less like a known title than the whole: it does not vote; a
+    # panel of a collage looks more like one than the collage does: it votes.
+    assert voting_windows(np.array([0.8, 0.75, 0.6, 0.73]), 0.5).tolist() == [True, False, True]
+    assert voting_windows(np.array([0.4, 0.6, 0.3, 0.43]), 0.5).tolist() == [True, False, True]
     one = build_style_map(layout, np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.7, 0.2, 0.1]]), names)
     assert one.mixed == ()
     assert one.grid == (2, 4) and next(iter(one.authors)) == "ann" and len(one.authors) == 3
