@@ -26,7 +26,7 @@ from collectors.fetching import BlockedByRobots, FetchError, Session
 from collectors.records import Summary
 from collectors.settings import CollectOptions, Politeness
 from collectors.sites import AdultTitle, SkipTitle, TitleStub, site_registry
-from collectors.store import CatalogStore, KnownTitle
+from collectors.store import REMOVED, STATUS, CatalogStore, KnownTitle
 from datasets.reaper import Reaper
 from datasets.stop_signals import Stopped, StopRequest
 
@@ -113,6 +113,17 @@ def _read_title(session: Session, site, store: CatalogStore, stub: TitleStub, kn
         summary.skip("title disallowed by robots.txt")
         return
     except FetchError as err:
+        if err.status == 404 and known is not None:
+            # Gone from the site: recorded once, its images kept, no longer followed as ongoing
+            # (read again should a list show it, once --refresh-days have passed).
+            if known.status != REMOVED:
+                store.record_change(known.title_id, STATUS, known.status or None, REMOVED)
+                summary.changes.append(f"{site.name} {stub.name} ({stub.source_id}): status "
+                                       f"{known.status or '(none)'} -> {REMOVED}")
+            else:
+                store.mark_done(known.title_id, known.complete)
+            summary.skip("title no longer on the site (HTTP 404)")
+            return
         summary.failed.append(f"title {stub.name} ({stub.source_id}): {err}")
         return
     summary.titles += 1

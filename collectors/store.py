@@ -32,6 +32,7 @@ COMPLETE = "collector_complete"
 CHECKED = "collector_checked"  # when a collector last read the title through (UTC, ISO 8601)
 STATUS = "status"  # "ongoing" or "finished", as the site says
 ONGOING, FINISHED = "ongoing", "finished"
+REMOVED = "removed"  # the site answers 404 for a title the catalog holds: kept, no longer followed
 EPISODES = "episodes"  # how many episodes the site listed at the last read
 # title_info keys whose changes are history; the rest (score, members, episodes) just update.
 TRACKED_INFO = ("synopsis", STATUS, "adult")
@@ -50,6 +51,8 @@ class KnownTitle:
 
     def due(self, now: datetime, refresh_days: float) -> bool:
         """Whether the title may have changed: not complete, ongoing, or not checked for a while."""
+        if self.status == REMOVED and self.checked is not None:
+            return (now - self.checked).total_seconds() >= refresh_days * 86400
         if not self.complete or self.status != FINISHED or self.checked is None:
             return True
         return (now - self.checked).total_seconds() >= refresh_days * 86400
@@ -128,7 +131,7 @@ class CatalogStore:
                 change(key, before[key], record.info[key])
         return changes
 
-    def record_change(self, title_id: int, field: str, old: str, new: str) -> None:
+    def record_change(self, title_id: int, field: str, old: str | None, new: str) -> None:
         """A change seen without storing the title again (a title that became adult)."""
         with self.catalog.transaction():
             self.catalog.add_title_change(title_id, field, old, new, _now())

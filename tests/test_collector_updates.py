@@ -107,6 +107,24 @@ def test_an_update_fetches_only_new_episodes_and_records_what_changed(tmp_path):
         assert set(requests_per_title(sites, logged)) == {"201", "202", "203"}
 
 
+def test_a_title_gone_from_the_site_is_recorded_once_and_kept(tmp_path):
+    ongoing, finished = weekly()
+    with FakeSites(naver=ongoing, naver_finished=finished) as sites:
+        catalog = tmp_path / "catalog.sqlite"
+        collect(sites, catalog)
+        before = rows(catalog, IMAGES)
+        del ongoing["202"]  # the site answers 404 for it now
+        gone = collect(sites, catalog)
+        assert "changed naver Last Arc (202): status ongoing -> removed" in gone.stdout
+        assert "skipped 1: title no longer on the site (HTTP 404)" in gone.stdout
+        logged = len(sites.log)
+        again = collect(sites, catalog)  # not followed any more, until --refresh-days
+        assert "202" not in requests_per_title(sites, logged) and "changed" not in again.stdout
+        assert rows(catalog, IMAGES) == before  # its images are kept
+        history = rows(catalog, "SELECT field, old, new FROM title_changes")
+        assert history == [("status", "ongoing", "removed")]
+
+
 def test_a_kill_during_an_update_loses_nothing_and_duplicates_nothing(tmp_path):
     ongoing, finished = weekly()
     with FakeSites(naver=ongoing, naver_finished=finished, cdn_latency=(0.3, 0.3)) as sites:
