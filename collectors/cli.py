@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(summary.lines()))
     if summary.stopped:
         print(f"stopped by {summary.stopped} after {summary.titles} titles and {summary.images} images; "
-              "the same command resumes (complete titles are skipped, stored images kept)", file=sys.stderr)
+              "the same command resumes (stored images are kept, never fetched again)", file=sys.stderr)
         return stop.exit_code
     if summary.collected_nothing():
         print(f"error: collected nothing: {summary.why_nothing()}", file=sys.stderr)

@@ -202,7 +202,7 @@ def test_a_signal_stops_the_collector_cleanly_and_the_same_command_resumes(sites
     assert victim.returncode == 128 + signum, err
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"stopped by {signal.Signals(signum).name} after ")
-    assert last.endswith("the same command resumes (complete titles are skipped, stored images kept)")
+    assert last.endswith("the same command resumes (stored images are kept, never fetched again)")
     assert "Traceback" not in err and out.startswith("collected ")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(start_time(p) == t for p, t in browsers.items()):
