@@ -42,6 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dev", action="store_true", help="Flask's development server (not for production)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    for flag, value, least in (("--grace", args.grace, 0), ("--threads", args.threads, 1),
+                               ("--max-upload-mb", args.max_upload_mb, 1e-6)):
+        if not value >= least:  # also NaN
+            bound = "positive" if least else "0 or more"
+            print(f"error: {flag} must be {bound}, got {value:g}", file=sys.stderr)
+            return 2
     try:
         finder = StyleFinder(args.bundle)
     except (BundleError, ImportError) as err:

@@ -242,6 +242,16 @@ def test_serve_with_a_bad_bundle_is_one_line(tmp_path):
     assert result.stderr == f"error: {tmp_path / 'none'}: no such bundle folder\n"
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--grace", "-1"], "--grace must be 0 or more, got -1"),
+    (["--threads", "0"], "--threads must be positive, got 0"),
+    (["--max-upload-mb", "0"], "--max-upload-mb must be positive, got 0"),
+])
+def test_serve_with_bad_numbers_is_one_line(flags, message):
+    result = run_cli("inference.serve", "--port", str(free_port()), *flags, check_exit=2)
+    assert result.stderr == f"error: {message}\n"
+
+
 def _slow_upload(port: int, body: bytes, headers: dict, started: threading.Event, result: list) -> None:
     """A client that sends its upload in two halves a second apart: in flight across a signal."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
