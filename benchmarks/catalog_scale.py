@@ -469,6 +469,8 @@ def synthetic_child(root: Path, images: int, dim: int) -> dict:
             found, *_ = store.gather("enc-synthetic", digests, out[first : first + len(digests)])
             all_found &= bool(found.all())
         read = time.perf_counter() - start
+        # A last sample before the store closes: a small run can end between two periodic ones.
+        peak_anon[0] = max(peak_anon[0], _status_kb("RssAnon"))
     done.set()
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its parent's.
     peak_mb = _status_kb("VmHWM") / 1024
