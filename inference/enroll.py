@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_images(args: argparse.Namespace) -> tuple[list[EnrollImage], list[str], str]:
-    """The images to enroll, one-line reasons for rows skipped, and the source to record."""
+def read_images(args: argparse.Namespace) -> tuple[list[EnrollImage], list[str], str, tuple[str, int] | None]:
+    """The images to enroll, one-line reasons for rows skipped, the source to record, and with
+    `--new` the (catalog, highest image id) mark to record with them."""
     if args.catalog:
         from datasets.catalog import Catalog
 
@@ -58,19 +59,21 @@ def read_images(args: argparse.Namespace) -> tuple[list[EnrollImage], list[str],
             raise ValueError("--catalog needs --split (train, val or test) or --new")
         with Catalog(args.catalog) as catalog:
             rows = catalog.images(split=args.split)
+        mark = None
         if args.new:
-            mark = catalog_marks(args.bundle).get(str(Path(args.catalog).resolve()))
-            args.catalog_mark = max((r.id for r in rows), default=mark or 0)
-            rows = [r for r in rows if (r.id > mark if mark is not None else r.split is None)]
+            key = str(Path(args.catalog).resolve())
+            last = catalog_marks(args.bundle).get(key)
+            mark = (key, max((r.id for r in rows), default=last or 0))
+            rows = [r for r in rows if (r.id > last if last is not None else r.split is None)]
         elif not rows:
             raise ValueError(f"{args.catalog}: split {args.split!r} is empty")
         images = [EnrollImage(r.path, r.title, r.author, r.genres, str(r.path)) for r in rows]
-        return images, [], f"{args.catalog} " + ("new images" if args.new else f"split {args.split}")
+        return images, [], f"{args.catalog} " + ("new images" if args.new else f"split {args.split}"), mark
     from datasets.imports import read_source
 
     records, skipped = read_source(args.source, args.image_root)
     images = [EnrollImage(r.path, r.title, r.author, r.genres, r.origin) for r in records]
-    return images, skipped, str(Path(args.source).resolve())
+    return images, skipped, str(Path(args.source).resolve()), None
 
 
 def catalog_marks(bundle_dir: str) -> dict[str, int]:
@@ -98,11 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             bundle = remove_title(args.bundle, args.remove)
             print(f"removed {args.remove!r}: {len(bundle.titles)} titles left")
             return 0
-        images, skipped, source = read_images(args)
+        images, skipped, source, mark = read_images(args)
         if args.new and not images:
             print(f"nothing new in {args.catalog} since this bundle's last --new from it")
             return 0
-        mark = (str(Path(args.catalog).resolve()), args.catalog_mark) if args.new else None
         report = enroll(args.bundle, images, source, progress=not args.quiet, store=args.store,
                         catalog_mark=mark)
     except (BundleError, ImageError, ValueError, ImportError) as err:
