@@ -32,6 +32,7 @@ from models.style_model import StyleModel
 from models.transfer import pretrained_base
 from training.callbacks import (
     EpochLog,
+    EpochTensorBoard,
     ResumeState,
     StopWhenAsked,
     plot_curves,
@@ -383,7 +384,7 @@ def _callbacks(run_dir: Path, phase: str, monitor: str, best: float | None, conf
         keras.callbacks.ModelCheckpoint(run_dir / f"{checkpoint_stem}best.keras", monitor=monitor, mode="max",
                                         save_best_only=True, initial_value_threshold=best),
         keras.callbacks.CSVLogger(run_dir / "history.csv", append=appending),
-        keras.callbacks.TensorBoard(run_dir / "tensorboard", write_graph=False, profile_batch=0),
+        EpochTensorBoard(run_dir / "tensorboard"),
         EpochLog(images_per_epoch, epochs, input_wait),
     ]
     if early_stopping:
