@@ -15,6 +15,7 @@ pytest.importorskip("tensorflow")
 from inference.bundle import Bundle
 from tests.conftest import GENRES, REPO, train_cli, write_manifests
 from tests.imagegen import style_image
+from training.config import load_config
 from training.metrics import author_metrics, genre_metrics, ranking_metrics, tune_thresholds
 
 
@@ -90,6 +91,12 @@ def test_resume_after_kill_continues_at_the_right_epoch(tmp_path):
         assert {int(r["epoch"]) for r in csv.DictReader(f)} == set(range(6))
 
 
+def test_numbers_yaml_reads_as_text_are_taken_as_numbers():
+    # YAML 1.1 reads 3e-4 (no dot) as a string; it used to reach the optimizer as one.
+    config = load_config("tiny", overrides=["train.learning_rate=3e-4", "train.epochs=2"])
+    assert config.train.learning_rate == 3e-4 and isinstance(config.train.learning_rate, float)
+
+
 def test_same_seed_same_history(tmp_path):
     paths = write_manifests(tmp_path, authors=2, titles=1, per_title=6)
     histories = []
@@ -109,6 +116,9 @@ def test_same_seed_same_history(tmp_path):
     (["--set", "augment.pixel_shift=-1"], "pixel_shift must not be negative"),
     (["--set", "model.backbone_options.filterz=[8]"], "style_cnn has no option 'filterz'"),
     (["--set", "model.backbone_options.gram_blocks=[9]"], "gram_blocks 9 is not a block of style_cnn"),
+    (["--set", "train.learning_rate=fast"], "config key train.learning_rate must be a number, got 'fast'"),
+    (["--set", "balance.per_label=2.5"], "config key balance.per_label must be a whole number, got 2.5"),
+    (["--set", "train.refit_with_val=1"], "config key train.refit_with_val must be true or false, got 1"),
 ])
 def test_bad_configs_fail_with_one_line(tmp_path, flags, message):
     result = train_cli("--preset", "tiny", "--out-dir", str(tmp_path / "runs"), *flags, check=False)

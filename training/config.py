@@ -229,11 +229,34 @@ def _build(cls, tree: dict, prefix: str):
         elif isinstance(value, list):
             values[name] = tuple(value)
         else:
-            values[name] = value
+            values[name] = _scalar(hint, value, f"{prefix}{name}")
     try:
         return cls(**values)
     except TypeError as err:
         raise ValueError(f"config section {prefix.rstrip('.') or 'top'}: {err}") from None
+
+
+def _scalar(hint, value, key: str):
+    """`value` as the field's plain type (bool, int, float, str), or one line saying why not. YAML
+    1.1 reads 3e-4 as a string (it wants 3.0e-4): a number field takes it as the number it names."""
+    allowed = set(typing.get_args(hint)) or {hint}
+    if value is None and type(None) in allowed:
+        return None
+    plain = allowed & {bool, int, float, str}
+    if not plain or len(allowed - {type(None)}) > 1:
+        return value  # nothing simple to check against
+    (kind,) = plain
+    if kind is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+        return value
+    wanted = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}[kind]
+    raise ValueError(f"config key {key} must be {wanted}, got {value!r}")
 
 
 def _plain(value):
