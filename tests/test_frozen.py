@@ -1,6 +1,7 @@
 """The default recognizer on tiny data: EfficientNet-Lite0 features encoded once, heads trained on them
 (frozen) or the network fine-tuned after them; the feature cache; carved validation; the bundle."""
 
+import csv
 import json
 
 import numpy as np
@@ -52,6 +53,20 @@ def test_default_run_carves_validation_trains_frozen_heads_and_exports(frozen_ru
     assert len(bundle.titles) == 6 and bundle.image_size == (32, 32)
     assert bundle.open_set and bundle.genre_thresholds
     assert "efficientnet_lite0" in (run / "bundle" / "MODEL_CARD.md").read_text()
+
+
+def test_the_refit_goes_on_from_the_frozen_heads_for_a_third_of_the_epochs(frozen_run):
+    folder, _, _ = frozen_run
+    run = folder / "runs" / "f"
+    with open(run / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]  # 3 frozen epochs, then round(3 / 3)
+    assert float(rows[3]["loss"]) < float(rows[0]["loss"])  # not new heads
+    frozen, refit = (load_model(run / f"{stem}_last.keras", compile=False) for stem in ("heads", "refit"))
+    # The standardisation is the frozen heads' (a refit from scratch recomputes it over more rows).
+    for kept, went_on in zip(frozen.get_layer("feature_norm").get_weights(),
+                             refit.get_layer("feature_norm").get_weights(), strict=True):
+        np.testing.assert_array_equal(kept, went_on)
 
 
 def test_litert_and_keras_embeddings_of_the_default_bundle_agree(frozen_run):

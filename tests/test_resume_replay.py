@@ -16,13 +16,16 @@ pytest.importorskip("tensorflow")
 from tests.conftest import REPO, train_cli, write_manifests
 
 # The tiny preset trains style_cnn from scratch with dropout 0.5, the plateau schedule and early
-# stopping: every kind of state a resume must restore.
+# stopping: every kind of state a resume must restore. Every epoch is committed (the default waits
+# 30 s between commits), so that a kill can fall after a given one.
 RUNS = {
     "scratch": ["--preset", "tiny", "--epochs", "5", "--set", "balance.per_label=200",
-                "--set", "train.lr_patience=1", "--set", "train.early_stopping_patience=3"],
+                "--set", "train.lr_patience=1", "--set", "train.early_stopping_patience=3",
+                "--set", "train.checkpoint_seconds=0"],
     "frozen": ["--set", "model.image_size=[32,32]", "--set", "model.hidden_units=16",
                "--set", "model.bottleneck_units=8", "--set", "model.embedding_dim=16",
-               "--set", "train.epochs=4", "--set", "balance.per_label=64", "--set", "balance.batch_size=16"],
+               "--set", "train.epochs=4", "--set", "balance.per_label=64", "--set", "balance.batch_size=16",
+               "--set", "train.checkpoint_seconds=0"],
 }
 
 

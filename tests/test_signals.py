@@ -102,6 +102,7 @@ def test_sigterm_during_training_saves_an_epoch_and_prints_the_resume_command(tm
     paths = write_manifests(tmp_path, authors=3, titles=2, per_title=8)
     runs = tmp_path / "runs"
     process = _start("training.train", "--preset", "tiny", "--epochs", "40", "--set", "balance.per_label=200",
+                     "--set", "train.checkpoint_seconds=0",
                      "--manifest", str(paths["train"]), "--val-manifest", str(paths["val"]),
                      "--out-dir", str(runs), "--name", "stopped", "--quiet")
     state = runs / "stopped" / "state.json"
@@ -132,6 +133,36 @@ def test_sigterm_during_training_saves_an_epoch_and_prints_the_resume_command(tm
     resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert (runs / "stopped" / "bundle" / "bundle.json").is_file()
+
+
+def test_between_timed_checkpoints_a_stop_still_commits_its_epoch(tmp_path):
+    """With commits an hour apart, nothing is written until the stop, which commits the epoch in
+    progress; the resumed run ends by committing its last epoch."""
+    pytest.importorskip("tensorflow")
+    paths = write_manifests(tmp_path, authors=3, titles=2, per_title=8)
+    runs = tmp_path / "runs"
+    args = ["--preset", "tiny", "--set", "balance.per_label=200", "--set", "train.checkpoint_seconds=3600",
+            "--manifest", str(paths["train"]), "--val-manifest", str(paths["val"]), "--out-dir", str(runs),
+            "--name", "timed", "--quiet"]
+    process = _start("training.train", *args, "--epochs", "40")
+    history, state = runs / "timed" / "history.csv", runs / "timed" / "state.json"
+
+    def epochs_logged() -> int:
+        try:
+            return max(0, len(history.read_text().splitlines()) - 1)
+        except OSError:
+            return 0
+
+    _when(lambda: process.poll() is not None or epochs_logged() >= 2, timeout=300)
+    assert not state.exists(), "committed before an hour had passed"
+    _stopped(process, signal.SIGTERM)
+    done = json.loads(state.read_text())["epochs_done"]
+    assert 2 <= done < 40 and (runs / "timed" / "last.keras").is_file()
+    resumed = subprocess.run([sys.executable, "-m", "training.train", *args, "--epochs", str(done + 2),
+                              "--resume"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after epoch {done}" in resumed.stderr
+    assert json.loads(state.read_text())["epochs_done"] == done + 2  # the phase's last epoch
 
 
 def test_sigterm_during_a_report_keeps_the_previous_report_whole(tmp_path):

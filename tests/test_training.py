@@ -70,7 +70,8 @@ def test_resume_after_kill_continues_at_the_right_epoch(tmp_path):
     paths = write_manifests(tmp_path, authors=2, titles=1, per_title=8)
     args = ["--preset", "tiny", "--manifest", str(paths["train"]), "--val-manifest", str(paths["val"]),
             "--out-dir", str(tmp_path / "runs"), "--name", "r", "--quiet", "--epochs", "6",
-            "--set", "balance.per_label=600", "--set", "train.early_stopping_patience=50"]
+            "--set", "balance.per_label=600", "--set", "train.early_stopping_patience=50",
+            "--set", "train.checkpoint_seconds=0"]
     victim = subprocess.Popen([sys.executable, "-m", "training.train", *args], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state_file = tmp_path / "runs" / "r" / "state.json"

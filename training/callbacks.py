@@ -102,7 +102,7 @@ _CALLBACK_FIELDS = {"EarlyStopping": ("wait", "best", "best_epoch"),
 
 
 class ResumeState(keras.callbacks.Callback):
-    """After each epoch, the state a resumed run needs to replay the rest bit for bit (on a
+    """After an epoch, the state a resumed run needs to replay the rest bit for bit (on a
     CPU): the model with its optimizer (and so its learning-rate schedule position), the
     random states of its layers (dropout masks: Keras does not save them), and the stateful
     callbacks' counters. The epoch's checkpoint is written under a name of its own, then
@@ -110,12 +110,18 @@ class ResumeState(keras.callbacks.Callback):
     `checkpoint`; `read_state` finishes a rename that a kill interrupted. A kill at any moment
     thus leaves a checkpoint that matches state.json.
 
+    Written once `every` seconds have passed since the last (0: every epoch), after the phase's
+    last epoch, and when training is stopping (a stop asked for, early stopping): callbacks that
+    stop training come before this one. A resume replays the epochs since.
+
     `resumed`: the state being resumed from; its callback counters are restored when training
     begins, after the callbacks' own resets (this callback runs last)."""
 
     def __init__(self, run_dir: Path, phase: str, monitor: str, best: float | None,
-                 checkpoint: str = LAST_MODEL, resumed: dict | None = None):
+                 checkpoint: str = LAST_MODEL, resumed: dict | None = None, every: float = 0.0):
         super().__init__()
+        self.every = every
+        self.committed = time.monotonic()
         self.run_dir = run_dir
         self.phase = phase
         self.monitor = monitor
@@ -129,6 +135,7 @@ class ResumeState(keras.callbacks.Callback):
         return self
 
     def on_train_begin(self, logs=None):
+        self.committed = time.monotonic()
         saved = (self.resumed or {}).get("callbacks", {})
         for callback in self.stateful:
             for name, value in saved.get(type(callback).__name__, {}).items():
@@ -138,6 +145,10 @@ class ResumeState(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is not None and (self.best is None or value > self.best):
             self.best = float(value)
+        due = time.monotonic() - self.committed >= self.every
+        if not (due or self.model.stop_training or epoch + 1 >= self.params.get("epochs", 0)):
+            return
+        self.committed = time.monotonic()
         for stale in self.run_dir.glob(f"{self.checkpoint}.epoch*.keras"):
             stale.unlink()  # a save that a kill cut short
         pending = f"{self.checkpoint}.epoch{epoch + 1}.keras"
@@ -252,8 +263,8 @@ def _number(text: str) -> float:
 
 
 class StopWhenAsked(keras.callbacks.Callback):
-    """Ends fit() after the epoch in which a stop was asked for (SIGINT, SIGTERM). It comes after
-    ResumeState, so that epoch is committed and `--resume` goes on from the next one."""
+    """Ends fit() after the epoch in which a stop was asked for (SIGINT, SIGTERM). It comes before
+    ResumeState, which then commits that epoch, and `--resume` goes on from the next one."""
 
     def __init__(self, stop):
         super().__init__()

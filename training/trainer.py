@@ -190,7 +190,9 @@ def _phases(config: RunConfig, mode: str, has_val: bool) -> list[tuple[str, int,
         return [("train", 0, train.epochs, train.learning_rate)]
     phases = [("frozen", 0, train.epochs, train.learning_rate)]
     if mode == "frozen" and train.refit_with_val and has_val:
-        phases.append(("refit", train.epochs, 2 * train.epochs, train.learning_rate))
+        # warm: the frozen heads go on with the validation rows added, for a share of the epochs
+        refit = max(1, round(train.epochs * train.refit_share)) if train.refit_share else train.epochs
+        phases.append(("refit", train.epochs, train.epochs + refit, train.learning_rate))
     if mode == "fine_tune" and train.fine_tune_epochs:
         phases.append(("fine_tune", train.epochs, train.epochs + train.fine_tune_epochs,
                        train.fine_tune_learning_rate))
@@ -226,7 +228,8 @@ def _train_heads(model: StyleModel, pool: Pool, data, config: RunConfig, run_dir
                  epochs: tuple[int, int, int], best: float | None, resuming: dict | None, learning_rate,
                  runtime, size, stop: StopRequest | None = None) -> None:
     """The heads on cached features, the backbone untouched: the frozen phase on the training
-    rows, validated; the refit phase on training and validation rows together, from scratch."""
+    rows, validated; the refit phase on training and validation rows together, from the frozen
+    phase's last heads (or from scratch with train.refit_share 0)."""
     start, done, end = epochs
     stem = "heads_" if phase == "frozen" else "refit_"
     index = pool.train if phase == "frozen" else np.concatenate([pool.train, pool.val])
@@ -240,7 +243,9 @@ def _train_heads(model: StyleModel, pool: Pool, data, config: RunConfig, run_dir
                 keras.utils.set_random_seed(config.train.seed)  # whether or not this process ran "frozen"
                 model = build_model(config.model, data.vocabulary, size, backbone_spec(config.model.backbone),
                                     model.title_authors, model.backbone)
-            if model.standardize:
+            if phase == "refit" and config.train.refit_share:
+                _load_heads(model, run_dir, "heads_", best=False)  # its feature statistics too
+            elif model.standardize:
                 rows = pool.usable_of(index)
                 model.set_feature_statistics(*_feature_statistics(pool.source, rows), len(rows))
             heads = model.head_model()
@@ -262,10 +267,11 @@ def _train_heads(model: StyleModel, pool: Pool, data, config: RunConfig, run_dir
               callbacks=callbacks, verbose=0, shuffle=False)
 
 
-def _load_heads(model: StyleModel, run_dir: Path, stem: str = "heads_") -> None:
-    """A head phase's best checkpoint (its last where nothing was better) into `model`."""
-    best = run_dir / f"{stem}best.keras"
-    chosen = best if best.is_file() else run_dir / f"{stem}last.keras"
+def _load_heads(model: StyleModel, run_dir: Path, stem: str = "heads_", best: bool = True) -> None:
+    """A head phase's best checkpoint (its last where nothing was better, or by choice) into `model`."""
+    chosen = run_dir / f"{stem}best.keras"
+    if not (best and chosen.is_file()):
+        chosen = run_dir / f"{stem}last.keras"
     model.load_head_weights(load_model(chosen, compile=False).get_weights())
 
 
@@ -394,10 +400,10 @@ def _callbacks(run_dir: Path, phase: str, monitor: str, best: float | None, conf
         callbacks.insert(1, keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max",
                                                               factor=train.lr_factor,
                                                               patience=train.lr_patience))
+    if stop:  # before ResumeState, which commits the epoch when training is stopping
+        callbacks.append(StopWhenAsked(stop))
     # Last: state.json may say an epoch is done only once its history row, checkpoint and
     # learning-rate change are on disk, or a kill in between would lose them on resume.
     callbacks.append(ResumeState(run_dir, phase, monitor, best, f"{checkpoint_stem}last.keras",
-                                 resumed).track(callbacks))
-    if stop:  # after ResumeState: the epoch is committed before fit() ends
-        callbacks.append(StopWhenAsked(stop))
+                                 resumed, train.checkpoint_seconds).track(callbacks))
     return callbacks
