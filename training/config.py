@@ -8,6 +8,7 @@ is written to the run folder as `config.yaml`.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -253,7 +254,9 @@ def _build(cls, tree: dict, prefix: str):
 def _scalar(hint, value, key: str):
     """`value` as the field's plain type (bool, int, float, str), or one line saying why not. YAML
     1.1 reads 3e-4 as a string (it wants 3.0e-4): a number field takes it as the number it names."""
-    allowed = set(typing.get_args(hint)) or {hint}
+    # A union's members (str | None); any other generic (tuple[int, int]) is left to the section's checks.
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    allowed = set(typing.get_args(hint)) if union else {hint}
     if value is None and type(None) in allowed:
         return None
     plain = allowed & {bool, int, float, str}
