@@ -203,15 +203,14 @@ class StyleFinder:
             self.author_probabilities(catalog, {key: value[i] for key, value in outputs.items()})
             for i in range(len(layout.windows))
         ])
+        both = unit_rows(np.concatenate([embedding[None], outputs["embedding"]]))
         votes = None
-        if "title_similarity" in bundle.open_set:
-            both = np.concatenate([embedding[None], outputs["embedding"]])
-            nearest = (unit_rows(both) @ bundle.title_embeddings.T).max(axis=1)
-            votes = voting_windows(nearest, bundle.open_set["title_similarity"])
+        if len(bundle.title_embeddings):
+            votes = voting_windows((both @ bundle.title_embeddings.T).max(axis=1))
         if first is None and whole is not None:  # the whole image's likeliest authors, listed first
             likeliest = np.argsort(-self.author_probabilities(catalog, whole), kind="stable")
             first = [int(a) for a in likeliest[:3]]
-        return build_style_map(layout, windows, bundle.all_authors, first, votes)
+        return build_style_map(layout, windows, bundle.all_authors, first, votes, both[1:])
 
     @property
     def has_text_model(self) -> bool:

@@ -15,14 +15,15 @@ every bundle: pretrained EfficientNet-Lite and `style_cnn` alike, with enrolled 
 through the same author probabilities as a whole-image answer.
 
 Mixed styles: an image is called mixed when windows that do not overlap are each confidently
-(`MIXED_CONFIDENCE`) a different author, and each such author is the likeliest author of at
-least `MIN_SHARE` of the cells. Shares are of the cells those authors hold between them. Only
-windows that look like a picture the model knows vote: their nearest title is about as similar as
-the bundle's open-set threshold (the 5th percentile of its validation images; `WINDOW_MARGIN`
-below it), and about as similar as the whole image's nearest title (`WHOLE_MARGIN` below it). A
-window of a single picture is a zoomed-in detail, less like any known picture than the whole, and
-such details are where confident wrong authors come from; a panel of a collage is a whole picture,
-more like a known one than the collage is (docs/benchmarks.md).
+(`MIXED_CONFIDENCE`) a different author, look unalike (their style embeddings' cosine at most
+`REGION_SIMILARITY`), and each such author is the likeliest author of at least `MIN_SHARE` of the
+cells. Shares are of the cells those authors hold between them. Two parts of one picture look alike
+even where the heads name them differently (a zoomed-in detail is where confident wrong authors come
+from), while panels by two hands do not: the embedding is trained to put one title's images together
+and different titles apart. Only windows that look about as much like a known picture as the whole
+image does vote: their nearest title at most `WHOLE_MARGIN` less similar than the whole image's. A
+window of a single picture is a detail, less like any known picture than the whole; a panel of a
+collage is a whole picture, more like a known one than the collage is (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -37,13 +38,14 @@ from datasets.images import load_resized
 TOP_AUTHORS = 3  # maps listed per image, besides every author a confident window names
 MAX_CELLS = 16  # per side: a very long strip gets longer cells rather than hundreds of windows
 # A window votes for its likeliest author when the model gives it at least this probability, and
-# when it looks like a picture the model knows: its nearest title at most WINDOW_MARGIN under the
-# bundle's open-set threshold and at most WHOLE_MARGIN under the whole image's. Chosen together on
-# collages of icons and of fonts (three draws each), where neighbouring values moved pairs and false
-# alarms by 0.01-0.02; measured on a fourth draw (docs/benchmarks.md).
-MIXED_CONFIDENCE = 0.25
-WINDOW_MARGIN = 0.08
-WHOLE_MARGIN = 0.08
+# when its nearest title is at most WHOLE_MARGIN less similar than the whole image's; two voting
+# windows are two styles when their embeddings' cosine is at most REGION_SIMILARITY (titles by
+# different authors sit near 0, their 99th percentile at 0.15-0.35 in the icon and font bundles).
+# Chosen together on collages of icons and of fonts (three draws each), where neighbouring values
+# moved pairs and false alarms by 0.01-0.02; measured on a fourth draw (docs/benchmarks.md).
+MIXED_CONFIDENCE = 0.15
+WHOLE_MARGIN = 0.2
+REGION_SIMILARITY = 0.4
 MIN_SHARE = 0.25  # of the cells: a region, not a speck
 
 
@@ -102,10 +104,10 @@ def mixed_summary(mixed: list[dict] | tuple[dict, ...] | None) -> str:
     )
 
 
-def voting_windows(nearest: np.ndarray, threshold: float) -> np.ndarray:
+def voting_windows(nearest: np.ndarray) -> np.ndarray:
     """From the nearest-title similarity of the whole image then of each window: which windows may
-    vote for mixed styles (those that look like a known picture, as much as the whole does)."""
-    return nearest[1:] >= max(threshold - WINDOW_MARGIN, nearest[0] - WHOLE_MARGIN)
+    vote for mixed styles (those that look about as much like a known picture as the whole does)."""
+    return nearest[1:] >= nearest[0] - WHOLE_MARGIN
 
 
 def window_pixels(image: Image.Image, layout: WindowLayout, size: tuple[int, int]) -> np.ndarray:
@@ -119,10 +121,12 @@ def build_style_map(
     names: list[str],
     first: list[int] | None = None,
     votes: np.ndarray | None = None,
+    embeddings: np.ndarray | None = None,
 ) -> StyleMap:
     """The map from each window's author probabilities [windows, authors]. `first`: authors to list
     whatever the map says (the whole image's likeliest), ahead of the map's own. `votes`: which
-    windows may call the image mixed (all when None)."""
+    windows may call the image mixed (all when None). `embeddings`: each window's unit style
+    embedding, to tell two styles from two parts of one (not checked when None)."""
     sums = np.zeros((layout.rows, layout.cols, probabilities.shape[1]))
     counts = np.zeros((layout.rows, layout.cols, 1))
     for (r, c), row in zip(layout.windows, probabilities, strict=True):
@@ -130,7 +134,7 @@ def build_style_map(
         counts[r : r + 2, c : c + 2] += 1
     cells = sums / counts
     strongest = probabilities.argmax(axis=0)  # each author's best window
-    mixed = _mixed(layout, probabilities, cells, names, votes)
+    mixed = _mixed(layout, probabilities, cells, names, votes, embeddings)
     listed = list(dict.fromkeys([*(first or []), *np.argsort(-cells.max(axis=(0, 1)), kind="stable")]))
     listed = listed[:TOP_AUTHORS]
     listed += [names.index(part["author"]) for part in mixed if names.index(part["author"]) not in listed]
@@ -149,6 +153,7 @@ def _mixed(
     cells: np.ndarray,
     names: list[str],
     votes: np.ndarray | None,
+    embeddings: np.ndarray | None,
 ) -> tuple:
     top = probabilities.argmax(axis=1)
     confident = probabilities[np.arange(len(top)), top] >= MIXED_CONFIDENCE
@@ -160,17 +165,18 @@ def _mixed(
     holder = cells.argmax(axis=2)  # each cell's likeliest author
     share = {a: float((holder == a).mean()) for a in voted}
     regions = [a for a in voted if share[a] >= MIN_SHARE]
-    # Each author's strongest voting window; distinct regions: two of them do not overlap. A window
-    # straddling two panels looks like neither picture and seldom votes, so it seldom decides.
+    # Each author's strongest voting window. Two styles: two of them do not overlap, and look unalike.
+    # A window straddling two panels looks like neither picture and seldom votes, so it seldom decides.
     best = {
-        a: layout.windows[int(np.argmax(np.where(confident & (top == a), probabilities[:, a], -1.0)))]
-        for a in regions
+        a: int(np.argmax(np.where(confident & (top == a), probabilities[:, a], -1.0))) for a in regions
     }
-    apart = any(
-        abs(best[a][0] - best[b][0]) >= 2 or abs(best[a][1] - best[b][1]) >= 2
-        for i, a in enumerate(regions)
-        for b in regions[i + 1 :]
-    )
+
+    def distinct(a: int, b: int) -> bool:
+        (ra, ca), (rb, cb) = layout.windows[best[a]], layout.windows[best[b]]
+        unalike = embeddings is None or float(embeddings[best[a]] @ embeddings[best[b]]) <= REGION_SIMILARITY
+        return (abs(ra - rb) >= 2 or abs(ca - cb) >= 2) and unalike
+
+    apart = any(distinct(a, b) for i, a in enumerate(regions) for b in regions[i + 1 :])
     if len(regions) < 2 or not apart:
         return ()
     total = sum(share[a] for a in regions)
@@ -178,7 +184,7 @@ def _mixed(
         {
             "author": names[a],
             "share": round(share[a] / total, 3),
-            "box": list(layout.box(*best[a])),
+            "box": list(layout.box(*layout.windows[best[a]])),
             "where": _where(holder == a),
         }
         for a in regions

@@ -44,9 +44,10 @@ def test_mixed_needs_confident_windows_apart_and_each_a_region():
     assert sum(m["share"] for m in two.mixed) == pytest.approx(1.0)
     assert mixed_summary(two.mixed) == "mixed styles: ann (left 50 %), bo (right 50 %)"
     assert two.boxes["ann"] == [0, 0, 32, 32] and two.boxes["bo"] == [32, 0, 64, 32]
-    five = [*names, "di", "ed"]
-    flat = np.array([[0.24, 0.2, 0.2, 0.18, 0.18], [0.2] * 5, [0.2, 0.24, 0.2, 0.18, 0.18]])
-    unsure = build_style_map(layout, flat, five)
+    eight = [*names, "di", "ed", "fa", "gu", "ho"]
+    flat = np.full((3, 8), 0.12)
+    flat[0, 0] = flat[2, 1] = 0.14  # likeliest, but under MIXED_CONFIDENCE
+    unsure = build_style_map(layout, flat, eight)
     assert unsure.mixed == () and mixed_summary(unsure.mixed) == ""  # no window is confident
     windows = np.array([[0.9, 0.05, 0.05], [0.4, 0.4, 0.2], [0.1, 0.85, 0.05]])
     unknown = build_style_map(layout, windows, names, votes=np.array([True, True, False]))
@@ -59,8 +60,14 @@ def test_mixed_needs_confident_windows_apart_and_each_a_region():
     assert {m["author"] for m in across.mixed} == {"ann", "bo"}
     # A detail of one picture looks less like a known title than the whole: it does not vote; a
     # panel of a collage looks more like one than the collage does: it votes.
-    assert voting_windows(np.array([0.8, 0.75, 0.6, 0.73]), 0.5).tolist() == [True, False, True]
-    assert voting_windows(np.array([0.4, 0.6, 0.3, 0.43]), 0.5).tolist() == [True, False, True]
+    assert voting_windows(np.array([0.8, 0.75, 0.5, 0.65])).tolist() == [True, False, True]
+    assert voting_windows(np.array([0.4, 0.6, 0.15, 0.43])).tolist() == [True, False, True]
+    # Named differently but alike: two parts of one picture, not two styles.
+    alike = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8]])  # cosine left-right 0.6
+    assert build_style_map(layout, windows, names, embeddings=alike).mixed == ()
+    unalike = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])  # cosine 0
+    assert {m["author"] for m in build_style_map(layout, windows, names, embeddings=unalike).mixed} == {
+        "ann", "bo"}
     one = build_style_map(layout, np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.7, 0.2, 0.1]]), names)
     assert one.mixed == ()
     assert one.grid == (2, 4) and next(iter(one.authors)) == "ann" and len(one.authors) == 3
