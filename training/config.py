@@ -241,6 +241,8 @@ def _build(cls, tree: dict, prefix: str):
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
             values[name] = _build(hint, value, f"{prefix}{name}.")
+        elif (shape := _tuple_hint(hint)) is not None and value is not None:
+            values[name] = _sequence(shape, value, f"{prefix}{name}")
         elif isinstance(value, list):
             values[name] = tuple(value)
         else:
@@ -274,6 +276,27 @@ def _scalar(hint, value, key: str):
         return value
     wanted = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}[kind]
     raise ValueError(f"config key {key} must be {wanted}, got {value!r}")
+
+
+def _tuple_hint(hint):
+    """The tuple type of a field typed tuple[...] (or tuple[...] | None); None for any other."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    members = typing.get_args(hint) if union else (hint,)
+    return next((m for m in members if typing.get_origin(m) is tuple), None)
+
+
+def _sequence(shape, value, key: str) -> tuple:
+    """`value` (a YAML list) as the tuple `shape` names, each item checked, or one line saying why not:
+    `image_size=abc` used to reach the section's own checks and fail there on comparing text."""
+    kinds = typing.get_args(shape)
+    repeated = len(kinds) == 2 and kinds[1] is Ellipsis
+    example = "[320, 320]" if kinds and kinds[0] is int else "[...]"
+    if not isinstance(value, (list, tuple)) or (not repeated and len(value) != len(kinds)):
+        count = "items" if repeated else f"{len(kinds)} items"
+        raise ValueError(f"config key {key} must be a list of {count}, e.g. {example}; got {value!r}")
+    kinds = (kinds[0],) * len(value) if repeated else kinds
+    pairs = enumerate(zip(kinds, value, strict=True))
+    return tuple(_scalar(kind, item, f"{key}[{i}]") for i, (kind, item) in pairs)
 
 
 def _plain(value):
