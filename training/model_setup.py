@@ -11,6 +11,7 @@ from models.registry import BackboneSpec, create_backbone
 from models.style_model import StyleModel
 from training.config import ModelConfig
 from training.data import Vocabulary
+from training.fused_adamw import FusedAdamW
 
 # Outputs inference reads. A model with an author mixture serves it as "author".
 SERVING_OUTPUTS = ("author", "genres", "embedding", "descriptor")
@@ -59,7 +60,7 @@ def compile_model(model: keras.Model, config: ModelConfig, learning_rate, weight
     if "title" in names:
         losses["title"] = CosineMarginLoss(config.title_scale, config.title_margin)
         weights["title"] = config.title_loss_weight
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay),
+    model.compile(optimizer=FusedAdamW(learning_rate, weight_decay=weight_decay),
                   loss=losses, loss_weights=weights, metrics=metrics, jit_compile=jit_compile)
 
 
