@@ -182,26 +182,28 @@ def test_a_killed_encoder_loses_at_most_its_shard_in_flight_and_a_rerun_finishes
     """kill -9 of `python -m training.encode` mid-run, then a rerun: every image stored exactly once."""
     root = tmp_path / "store"
     copy_encoder(encoder_store, root)
-    paths = make_images(tmp_path / "img", 1100)  # three shards of 512
+    # Six shards of 512 (the last 440): a fast machine wrote all three of 1,100 images between two
+    # polls once, so the run is longer and the poll quicker than a shard.
+    paths = make_images(tmp_path / "img", 3000)
     manifest = write_manifest(tmp_path / "m.csv", paths)
     victim = encode_cli("--manifest", str(manifest), "--store", str(root), "--workers", "1")
     shards = root / "shards" / encoder_store[1].key
     deadline = time.time() + 240
     while time.time() < deadline and len(list(shards.glob("*.npz"))) < 1:
-        time.sleep(0.2)
+        time.sleep(0.02)
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
     written = len(list(shards.glob("*.npz")))
-    assert 1 <= written < 3, "kill the run mid-way"
+    assert 1 <= written < 6, "kill the run mid-way"
     rerun = encode_cli("--manifest", str(manifest), "--store", str(root), "--json")
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     report = json.loads(out)
-    assert report["images_encoded"] == 1100 - 512 * written  # nothing finished is encoded again
+    assert report["images_encoded"] == 3000 - 512 * written  # nothing finished is encoded again
     with FeatureStore(root) as store:
         stats = store.stats()["encoders"][encoder_store[1].key]
         rows = store.db.execute("SELECT SUM(rows) FROM shards").fetchone()[0]
-    assert stats["images"] == 1100 and rows == 1100  # each image in exactly one shard
+    assert stats["images"] == 3000 and rows == 3000  # each image in exactly one shard
 
 
 def _descendants(pid: int) -> list[tuple[int, str]]:
