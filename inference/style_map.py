@@ -42,7 +42,7 @@ MAX_CELLS = 16  # per side: a very long strip gets longer cells rather than hund
 # windows are two styles when their embeddings' cosine is at most REGION_SIMILARITY (titles by
 # different authors sit near 0, their 99th percentile at 0.15-0.35 in the icon and font bundles).
 # Chosen together on collages of icons and of fonts (three draws each), where neighbouring values
-# moved pairs and false alarms by 0.01-0.02; measured on a fourth draw (docs/benchmarks.md).
+# moved pairs and false alarms by 0.01-0.03; measured on two more draws (docs/benchmarks.md).
 MIXED_CONFIDENCE = 0.15
 WHOLE_MARGIN = 0.2
 REGION_SIMILARITY = 0.4

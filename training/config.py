@@ -256,9 +256,7 @@ def _build(cls, tree: dict, prefix: str):
 def _scalar(hint, value, key: str):
     """`value` as the field's plain type (bool, int, float, str), or one line saying why not. YAML
     1.1 reads 3e-4 as a string (it wants 3.0e-4): a number field takes it as the number it names."""
-    # A union's members (str | None); any other generic (tuple[int, int]) is left to the section's checks.
-    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-    allowed = set(typing.get_args(hint)) if union else {hint}
+    allowed = set(_members(hint))  # a tuple[int, int] is checked by _sequence, not here
     if value is None and type(None) in allowed:
         return None
     plain = allowed & {bool, int, float, str}
@@ -278,11 +276,16 @@ def _scalar(hint, value, key: str):
     raise ValueError(f"config key {key} must be {wanted}, got {value!r}")
 
 
+def _members(hint) -> tuple:
+    """A union's members (str | None -> str, None); any other type alone, generics (tuple[int, int])
+    whole."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    return typing.get_args(hint) if union else (hint,)
+
+
 def _tuple_hint(hint):
     """The tuple type of a field typed tuple[...] (or tuple[...] | None); None for any other."""
-    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-    members = typing.get_args(hint) if union else (hint,)
-    return next((m for m in members if typing.get_origin(m) is tuple), None)
+    return next((m for m in _members(hint) if typing.get_origin(m) is tuple), None)
 
 
 def _sequence(shape, value, key: str) -> tuple:
