@@ -37,6 +37,27 @@ def test_exemplars_project_onto_leading_directions_and_score_by_nearest_neighbou
     np.testing.assert_allclose(few.scores(query, 3), [[1.0, best, -1.0]], atol=1e-6)
 
 
+def test_exact_scores_are_the_mean_of_each_titles_nearest_exemplars_with_one_left_out():
+    """Many titles of uneven size (one with none, several with fewer than NEIGHBOURS), random
+    unit vectors, ties included: each score against the definition, computed title by title."""
+    rng = np.random.default_rng(3)
+    titles = np.repeat(np.arange(9), [1, 2, 3, 7, 0, 25, 4, 1, 40])
+    vectors = rng.normal(size=(len(titles), 6)).astype(np.float32)
+    vectors[10] = vectors[11]  # two equal exemplars of one title
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    exemplars = TitleExemplars("embedding", np.zeros(6, np.float32), None, vectors, titles)
+    queries = np.vstack([vectors[[0, 5, 10, 40]], rng.normal(size=(3, 6))]).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    left_out = np.array([0, 5, -1, 40, -1, 60, 2])
+    for exclude in (None, left_out):
+        got = exemplars.scores(queries, 9, exclude=exclude)
+        for i, query in enumerate(queries):
+            for title in range(9):
+                rows = [r for r in np.flatnonzero(titles == title) if exclude is None or r != exclude[i]]
+                nearest = sorted((float(vectors[r] @ query) for r in rows), reverse=True)[:NEIGHBOURS]
+                assert got[i, title] == pytest.approx(np.mean(nearest) if nearest else -1.0, abs=1e-6)
+
+
 def test_leave_one_out_never_scores_an_exemplar_against_itself():
     exemplars = TitleExemplars(
         "embedding",
