@@ -53,11 +53,14 @@ from training.model_setup import (
     stream_targets,
 )
 from training.runtime import configure
-from training.stored_features import encode_through_store
+from training.stored_features import encode_through_store, run_encoder
 
 log = logging.getLogger(__name__)
 
 _PREDICT_CHUNK = 512
+# Rows per predict step on features: the heads are small, and Keras's default of 32 made the
+# two passes over a fonts run's 13,000 rows take 6 s of per-step overhead.
+_FEATURE_BATCH = 512
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True, stop: 
         if done < end:  # early stopping ends the run, not just the phase
             break
     plot_curves(run_dir / "history.csv", run_dir / "curves.png")
+    encoder = None  # the store's encoder, when the bundle is the frozen backbone and the heads
     if (run_dir / "last.keras").is_file():  # a scratch or fine_tune phase ran: the bundle is its model
         model = load_model(run_dir / ("best.keras" if (run_dir / "best.keras").is_file() else "last.keras"))
         if mode != "scratch":
@@ -143,6 +147,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True, stop: 
         outputs = _pool_outputs(model, pool, features=False)
         val_outputs = outputs
     else:
+        encoder = run_encoder(config, size)
         _load_heads(model, run_dir)
         outputs = val_outputs = _pool_outputs(model, pool, features=True)
         if phases[-1][0] == "refit":  # validation figures and thresholds stay those of the frozen heads
@@ -154,7 +159,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True, stop: 
 
     train_rows = RowOutputs.of(pool.rows, pool.usable_of(pool.train), outputs)
     val_rows = RowOutputs.of(pool.rows, pool.usable_of(pool.val), val_outputs)
-    return export_bundle(model, data, config, size, run_dir, train_rows, val_rows)
+    return export_bundle(model, data, config, size, run_dir, train_rows, val_rows, encoder)
 
 
 def _read_pool(data: TrainingData, model: StyleModel, config: RunConfig, mode: str, size, cache_dir: Path,
@@ -365,7 +370,8 @@ def _pool_outputs(model: StyleModel, pool: Pool, features: bool) -> dict[str, np
     for start in range(0, len(keep), _PREDICT_CHUNK):
         chunk = keep[start:start + _PREDICT_CHUNK]
         inputs = np.asarray(pool.source[chunk], np.float32)
-        predicted = serving_outputs(network.predict(inputs if features else inputs / 255.0, verbose=0))
+        predicted = serving_outputs(network.predict(inputs, batch_size=_FEATURE_BATCH, verbose=0) if features
+                                    else network.predict(inputs / 255.0, verbose=0))
         for name, value in predicted.items():
             if name not in outputs:
                 outputs[name] = np.zeros((len(pool.rows), *value.shape[1:]), np.float32)
