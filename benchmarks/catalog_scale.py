@@ -110,6 +110,7 @@ def throughput(paths: list[Path], spec, work: Path) -> dict:
     from training.model_setup import build_backbone
 
     keras_backbone = build_backbone(ModelConfig(), SIZE)
+    shutil.rmtree(work / "today-cache", ignore_errors=True)  # a rerun in the same --work must encode again
     start = time.perf_counter()
     encode_all(paths, SIZE, keras_backbone, "benchmark", work / "today-cache", progress=False)
     today = time.perf_counter() - start

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from datasets.features.store import ShardContents, write_shard
-from datasets.images import DEFAULT_MAX_PIXELS, ImageError, difference_hash, load_resized
+from datasets.images import DEFAULT_MAX_PIXELS, ImageError, difference_hash, resized_image
 from datasets.prefetch import prefetched
 
 log = logging.getLogger(__name__)
@@ -105,8 +104,8 @@ def encode_shard(
 
     def decode(i: int):
         try:
-            pixels = load_resized(task.paths[i], size, max_pixels)
-            return i, pixels, difference_hash(Image.fromarray(pixels)), ""
+            image = resized_image(task.paths[i], size, max_pixels)
+            return i, np.asarray(image, dtype=np.uint8), difference_hash(image), ""
         except ImageError as err:
             return i, None, 0, str(err)
 
