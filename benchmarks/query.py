@@ -134,7 +134,7 @@ def main() -> None:
                     "processor": platform.processor() or platform.machine()},
         "bundle": {"path": str(args.bundle), "image_size": list(size), "titles": len(finder.bundle.titles),
                    "embedding_dim": int(finder.bundle.title_embeddings.shape[1]),
-                   "tflite_bytes": finder.bundle.tflite_path.stat().st_size},
+                   "tflite_bytes": sum(p.stat().st_size for p in finder.bundle.litert_files())},
         "cold_cli": cold,
         "naive_keras_cold": naive,
         "cold_speedup": round(naive["median_s"] / cold["median_s"], 1),

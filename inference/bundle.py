@@ -7,7 +7,11 @@
                          title_index-<digest>.npz, the file bundle.json names
       thumbs/            3-5 small PNG thumbnails per title
       model.keras        the trained Keras model
-      model.tflite       the same network for LiteRT (author, genres, embedding)
+      model.tflite       the same network for LiteRT (author, genres, embedding); or, from a
+                         run on frozen features, two stages in its place:
+      encoders/<key>.*   the feature store's encoder (images -> raw style statistics), as the
+                         store keeps it (datasets/features/encoders.py)
+      heads.tflite       the heads (raw statistics -> author, genres, embedding)
       config.yaml        the resolved training config
       metrics.json       evaluation with baselines
       MODEL_CARD.md
@@ -25,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.features.encoders import EncoderSpec
+from datasets.features.store import StoreError
 from inference.bundle_schema import check_manifest
 from inference.title_exemplars import TitleExemplars
 
@@ -33,6 +39,8 @@ MANIFEST = "bundle.json"
 INDEX = "title_index.npz"
 KERAS_MODEL = "model.keras"
 TFLITE_MODEL = "model.tflite"
+ENCODERS = "encoders"  # a two-stage bundle's encoder, laid out as in a feature store
+HEADS_MODEL = "heads.tflite"
 THUMBNAILS_PER_TITLE = 4
 THUMBNAIL_SIDE = 128
 
@@ -112,6 +120,36 @@ class Bundle:
     @property
     def keras_path(self) -> Path:
         return self.path / KERAS_MODEL
+
+    @property
+    def heads_path(self) -> Path:
+        return self.path / HEADS_MODEL
+
+    def has_litert(self) -> bool:
+        """Whether LiteRT can run the bundle: one model.tflite, or an encoder and heads.tflite."""
+        return self.tflite_path.is_file() or self.heads_path.is_file()
+
+    def litert_files(self) -> list[Path]:
+        """The LiteRT files a query runs, in order."""
+        spec = self.encoder_spec()
+        return [spec.tflite_path, self.heads_path] if spec else [self.tflite_path]
+
+    def encoder_spec(self) -> EncoderSpec | None:
+        """A two-stage bundle's encoder (encoders/<key>.json and .tflite); None for a bundle
+        of one model.tflite."""
+        if not self.heads_path.is_file():
+            return None
+        found = sorted((self.path / ENCODERS).glob("*.json"))
+        if len(found) != 1:
+            raise BundleError(f"{self.path / ENCODERS}: a bundle with {HEADS_MODEL} needs one encoder "
+                              f"description, found {len(found)}")
+        try:
+            spec = EncoderSpec.load(self.path, found[0].stem)
+        except StoreError as err:
+            raise BundleError(str(err)) from None
+        if not spec.tflite_path.is_file():
+            raise BundleError(f"{spec.tflite_path}: missing (the encoder {found[0].name} describes)")
+        return spec
 
     def save(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

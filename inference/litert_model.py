@@ -1,4 +1,5 @@
-"""The bundle's model.tflite run with LiteRT and numpy, without TensorFlow."""
+"""A LiteRT model file (a bundle's model.tflite, or either of its two stages) run with numpy, without
+TensorFlow."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Encode once, search many: a `StyleFinder` opens a bundle's model and title index
 once, then answers any number of images. Nothing here imports TensorFlow unless
-the bundle has no model.tflite.
+the bundle has no LiteRT files (model.tflite, or an encoder and heads.tflite).
 """
 
 from __future__ import annotations

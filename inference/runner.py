@@ -1,4 +1,5 @@
-"""The bundle's network as a plain function: LiteRT when the bundle has model.tflite, Keras otherwise."""
+"""The bundle's network as a plain function: LiteRT when the bundle has its LiteRT files (model.tflite,
+or an encoder and heads.tflite), Keras otherwise."""
 
 from __future__ import annotations
 
@@ -30,11 +31,17 @@ class LiteRTRunner:
         height, width = bundle.image_size
         try:
             with quiet_stderr():
-                self.model = LiteRTModel(bundle.tflite_path, threads)
+                spec = bundle.encoder_spec()
+                if spec is not None:
+                    from inference.two_stage_model import TwoStageModel
+
+                    self.model, first = TwoStageModel(spec, bundle.heads_path, threads), spec.tflite_path
+                else:
+                    self.model, first = LiteRTModel(bundle.tflite_path, threads), bundle.tflite_path
                 if self.model.input_shape[1:] != (height, width, 3):
                     raise ModelFileError(
                         f"{bundle.path / 'bundle.json'}: image_size {[height, width]} does not match "
-                        f"{bundle.tflite_path.name}'s input {list(self.model.input_shape[1:3])}")
+                        f"{first.name}'s input {list(self.model.input_shape[1:3])}")
                 self.model(np.zeros((1, height, width, 3), np.float32))
         except (ModelFileError, ValueError, RuntimeError) as err:
             raise BundleError(str(err).strip().splitlines()[0]) from None
@@ -67,10 +74,10 @@ class KerasRunner:
 
 
 def open_runner(bundle: Bundle, backend: str = "auto") -> ModelRunner:
-    """`auto` takes LiteRT when model.tflite is there and falls back to Keras, saying so."""
+    """`auto` takes LiteRT when the bundle has its LiteRT files and falls back to Keras, saying so."""
     if backend not in ("auto", "litert", "keras"):
         raise ValueError(f"unknown backend {backend!r}; choose auto, litert or keras")
-    has_tflite, has_keras = bundle.tflite_path.is_file(), bundle.keras_path.is_file()
+    has_tflite, has_keras = bundle.has_litert(), bundle.keras_path.is_file()
     if backend == "litert" or (backend == "auto" and has_tflite):
         if not has_tflite:
             raise BundleError(f"{bundle.path}: no {bundle.tflite_path.name} for the LiteRT backend")

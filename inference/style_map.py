@@ -1,6 +1,6 @@
 """Style map: where in an image each author's style is, and whether one image holds several.
 
-The bundle's own model (LiteRT, or Keras without model.tflite) scores square windows of the image,
+The bundle's own model (LiteRT, or Keras without LiteRT files) scores square windows of the image,
 each cropped and resized exactly as a whole image is: a window is a picture the model could have
 been given alone. The image is cut into a grid of cells half a window wide; windows span 2 x 2
 cells at every cell offset, and a cell's probability for an author is the mean over the windows

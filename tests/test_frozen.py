@@ -3,6 +3,8 @@
 
 import csv
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from inference.runner import KerasRunner, LiteRTRunner
 from models.registry import create_backbone
 from models.saving import load_model
 from models.style_model import StyleModel
-from tests.conftest import train_cli, write_manifests
+from tests.conftest import REPO, train_cli, write_manifests
 from tests.imagegen import style_image
 from training.config import ModelConfig
 from training.feature_cache import encode_all
@@ -49,6 +51,11 @@ def test_default_run_carves_validation_trains_frozen_heads_and_exports(frozen_ru
     assert metrics["validation_rule"].startswith("carved 10% of training")
     assert metrics["validation"]["images"] > 0 and "author_top1" in metrics["validation"]
     assert metrics["tflite_min_cosine"] >= 0.999
+    # Two stages: the store's encoder file as the store keeps it, and the heads apart.
+    (encoder,) = (run / "bundle" / "encoders").glob("*.tflite")
+    store = folder / "runs" / "cache" / "store" / "encoders" / encoder.name
+    assert encoder.read_bytes() == store.read_bytes()
+    assert (run / "bundle" / "heads.tflite").is_file() and not (run / "bundle" / "model.tflite").exists()
     bundle = Bundle.load(run / "bundle")
     assert len(bundle.titles) == 6 and bundle.image_size == (32, 32)
     assert bundle.open_set and bundle.genre_thresholds
@@ -205,3 +212,62 @@ def test_enrolling_into_the_default_bundle_matches_new_authors_in_descriptor_spa
     assert "newcomer" in [a.name for a in result.authors]
     # Open-set "unknown author" reads the combined probability, enrolled authors included.
     assert result.open_set["author_probability"] == pytest.approx(result.authors[0].probability)
+
+
+def test_a_two_stage_bundle_reads_the_rows_training_stored(frozen_run, tmp_path):
+    """`--store` with the run's own store runs no image through the network again (the bundle's
+    encoder is the store's), and answers exactly as the plain path; a new store gets the encoder."""
+    from datasets.features.store import FeatureStore
+    from tests.conftest import run_cli
+
+    folder, paths, _ = frozen_run
+    bundle, store = folder / "runs" / "f" / "bundle", folder / "runs" / "cache" / "store"
+    with open(paths["train"], newline="") as f:
+        images = [str(folder / row["image"]) for row in csv.DictReader(f)][:5]
+
+    def similar(*extra):
+        result = run_cli("inference.similar", "--bundle", str(bundle), *images, "--json", *extra)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def stored_images(root):
+        with FeatureStore(root) as opened:
+            return {key: e["images"] for key, e in opened.stats()["encoders"].items()}
+
+    before = stored_images(store)
+    plain = similar()
+    assert similar("--store", str(store)) == plain
+    assert stored_images(store) == before  # nothing encoded: training had stored them all
+    code = ("import sys; from inference.query import find_similar; "
+            f"r = find_similar({images[0]!r}, {str(bundle)!r}, k=3); "
+            "print(r.backend, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.split() == ["litert", "False", "False"], result.stderr  # the query path: no TF
+    assert result.stderr == ""
+    fresh = tmp_path / "fresh"
+    assert similar("--store", str(fresh)) == plain
+    assert list(stored_images(fresh).values()) == [5]
+    assert stored_images(fresh).keys() == before.keys()  # the same encoder, by key
+
+
+@pytest.mark.parametrize("damage", ["heads", "encoder", "no encoder description"])
+def test_a_damaged_two_stage_bundle_is_one_line_naming_the_file(frozen_run, tmp_path, damage):
+    import shutil
+
+    from tests.conftest import run_cli
+
+    folder, _, _ = frozen_run
+    bundle = tmp_path / "bundle"
+    shutil.copytree(folder / "runs" / "f" / "bundle", bundle)
+    (description,) = (bundle / "encoders").glob("*.json")
+    target = {"heads": bundle / "heads.tflite", "encoder": description.with_suffix(".tflite"),
+              "no encoder description": description}[damage]
+    if damage == "no encoder description":
+        target.unlink()
+    else:
+        target.write_bytes(b"TFL3" + bytes(100))
+    result = run_cli("inference.similar", "--bundle", str(bundle), str(folder / "a0t0_0.png"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert str(target if damage != "no encoder description" else bundle / "encoders") in lines[0]

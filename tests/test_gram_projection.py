@@ -80,3 +80,36 @@ def test_the_fit_keeps_the_mean_grams_leading_eigenvectors_and_survives_saving(t
 def test_the_feature_cache_key_follows_the_projection():
     config = ModelConfig()
     assert backbone_identity(config, (32, 32), 0, "aaaa") != backbone_identity(config, (32, 32), 0, "bbbb")
+
+
+def test_run_features_from_stored_grams_are_the_projected_grams_of_the_same_maps():
+    """RunFeatures (the front of a two-stage bundle's heads) turns the full Gram upper triangles
+    the store keeps into what GramPooling with the projection computes from the feature maps;
+    other parts pass through; its config rebuilds it."""
+    from models.run_features import RunFeatures
+
+    rng = np.random.default_rng(1)
+    maps = {"a": rng.normal(size=(3, 4, 4, 5)).astype(np.float32),
+            "b": rng.normal(size=(3, 2, 2, 7)).astype(np.float32)}
+    projection = np.linalg.qr(rng.normal(size=(7, 3)))[0].astype(np.float32)
+    flat = {k: v.reshape(3, -1, v.shape[-1]) for k, v in maps.items()}
+    stored = np.concatenate([_upper(np.einsum("npc,npd->ncd", f, f) / f.shape[1]) for f in flat.values()]
+                            + [maps["a"].mean(axis=(1, 2))], axis=1)
+    layout = [{"name": "a", "kind": "gram", "channels": 5, "width": 15},
+              {"name": "b", "kind": "gram", "channels": 7, "width": 28},
+              {"name": "pooled", "kind": "avg", "width": 5}]
+    layer = RunFeatures(layout, {"b": 3})
+    layer.build((None, stored.shape[1]))
+    layer.set_projections({"b": projection})
+    pooled = GramPooling(normalize="none", channels=3)
+    pooled.build(maps["b"].shape)
+    pooled.set_projection(projection)
+    got = keras.ops.convert_to_numpy(layer(stored))
+    assert got.shape == (3, 15 + 6 + 5) == (3, layer.compute_output_shape((None, 48))[1])
+    np.testing.assert_allclose(got[:, :15], stored[:, :15])
+    np.testing.assert_allclose(got[:, 15:21], keras.ops.convert_to_numpy(pooled(maps["b"])), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(got[:, 21:], stored[:, 43:])
+    assert RunFeatures.from_config(layer.get_config()).projected == {"b": 3}
+    with pytest.raises(ValueError, match="'pooled' is not a Gram part"):
+        RunFeatures(layout, {"pooled": 2})

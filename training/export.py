@@ -13,15 +13,27 @@ import keras
 import numpy as np
 
 from datasets.catalog import ImageRow
+from datasets.features.encoders import EncoderSpec
 from datasets.tf_runtime import quiet_stderr
 from inference.author_prototypes import calibrate
-from inference.bundle import TFLITE_MODEL, THUMBNAILS_PER_TITLE, Bundle, TitleEntry, write_thumbnail
+from inference.bundle import (
+    ENCODERS,
+    HEADS_MODEL,
+    TFLITE_MODEL,
+    THUMBNAILS_PER_TITLE,
+    Bundle,
+    TitleEntry,
+    write_thumbnail,
+)
 from inference.litert_model import LiteRTModel
 from inference.search import unit_rows
 from inference.title_exemplars import TitleExemplars
+from inference.two_stage_model import TwoStageModel
+from models.run_features import RunFeatures
 from training.config import RunConfig
 from training.data import TrainingData
 from training.evaluate import evaluate_outputs, load_rows, report_lines
+from training.gram_projection import projected_gram_layers
 from training.metrics import tune_thresholds
 from training.model_setup import serving_outputs
 
@@ -43,8 +55,10 @@ class RowOutputs:
 
 
 def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int, int], run_dir: Path,
-                  train: RowOutputs, val: RowOutputs) -> Path:
-    """Write run_dir/bundle (replacing an older one only once the new one is complete)."""
+                  train: RowOutputs, val: RowOutputs, encoder: EncoderSpec | None = None) -> Path:
+    """Write run_dir/bundle (replacing an older one only once the new one is complete). With
+    `encoder` (the store's, whose features the heads were trained on) its LiteRT network is
+    the store's encoder file and the heads apart; without, one file converted from the model."""
     out, tmp = run_dir / "bundle", run_dir / "bundle.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "thumbs").mkdir(parents=True)
@@ -69,7 +83,10 @@ def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int,
     serving = serving_model(model)
     serving.save(tmp / "model.keras")  # uncompiled: no optimizer state, no title head
     check_rows = list(data.val_rows[:8]) or list(data.train_rows[:8])
-    cosine = write_tflite(serving, tmp / TFLITE_MODEL, size, check_rows)
+    if encoder is not None:
+        cosine = write_two_stage(model, encoder, tmp, size, check_rows)
+    else:
+        cosine = write_tflite(serving, tmp / TFLITE_MODEL, size, check_rows)
     metrics = {"validation": evaluate_outputs(bundle, val.outputs, val.rows, tmp) if val.rows else {},
                "validation_rule": data.validation,
                # True after a refit on training + validation: validation figures are then the frozen
@@ -107,6 +124,46 @@ def write_tflite(serving: keras.Model, path: Path, size: tuple[int, int], check_
         lite = LiteRTModel(path)(images)
     keras_embeddings = serving.predict(images, verbose=0)["embedding"]
     cosine = float(np.min(np.sum(lite["embedding"] * keras_embeddings, axis=1)))
+    if cosine < MIN_TFLITE_COSINE:
+        raise RuntimeError(f"{path}: LiteRT and Keras embeddings disagree (cosine {cosine:.5f})")
+    return cosine
+
+
+def heads_model(model, encoder: EncoderSpec) -> keras.Model:
+    """The encoder's raw statistics -> the serving outputs: the run's projections (RunFeatures),
+    then the trained heads (weights shared with `model`)."""
+    projected = {layer.name: layer for layer in projected_gram_layers(model.backbone)}
+    front = RunFeatures(encoder.layout, {name: layer.channels for name, layer in projected.items()})
+    width = front.compute_output_shape((None, encoder.dim))[-1]
+    if width != model.backbone.output_shape[-1]:
+        raise RuntimeError(f"{encoder.key}: its layout gives {width} features, the heads take "
+                           f"{model.backbone.output_shape[-1]}")
+    raw = keras.Input((encoder.dim,), name="statistics")
+    features = front(raw)
+    front.set_projections({name: keras.ops.convert_to_numpy(layer.projection)
+                           for name, layer in projected.items()})
+    return keras.Model(raw, serving_outputs(model.heads(features)))
+
+
+def write_two_stage(model, encoder: EncoderSpec, bundle_dir: Path, size: tuple[int, int],
+                    check_rows) -> float:
+    """Copy the store's encoder into the bundle and convert the heads (a small network: the whole
+    model's conversion was about 10 s of a run); check the heads' embeddings against Keras on
+    the check images' statistics."""
+    folder = bundle_dir / ENCODERS
+    folder.mkdir()
+    for source in (encoder.json_path, encoder.tflite_path):
+        shutil.copyfile(source, folder / source.name)
+    heads = heads_model(model, encoder)
+    path = bundle_dir / HEADS_MODEL
+    images, _, _ = load_rows(check_rows, size)
+    with quiet_stderr():
+        heads.export(str(path), format="litert", verbose=False)
+        lite = TwoStageModel(EncoderSpec.load(bundle_dir, encoder.key), path)
+        statistics = lite.statistics(images)
+        got = lite.heads(statistics)["embedding"]
+    want = heads.predict(statistics, verbose=0)["embedding"]
+    cosine = float(np.min(np.sum(got * want, axis=1)))
     if cosine < MIN_TFLITE_COSINE:
         raise RuntimeError(f"{path}: LiteRT and Keras embeddings disagree (cosine {cosine:.5f})")
     return cosine

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from datasets.features.digests import content_digests
-from datasets.features.encoders import EncoderSpec
+from datasets.features.encoders import EncoderSpec, encoder_key
 from datasets.features.engines import encode_missing
 from datasets.features.store import FeatureStore
 from training.config import RunConfig
@@ -33,7 +33,14 @@ from training.gram_projection import (
     set_from_mean_grams,
     set_gram_projections,
 )
-from training.style_encoder import ensure_encoder, keras_encoder, mean_grams, run_transform
+from training.style_encoder import (
+    encoder_identity,
+    ensure_encoder,
+    keras_encoder,
+    mean_grams,
+    ready_encoder,
+    run_transform,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,12 @@ def store_root(config: RunConfig) -> Path:
         return Path(config.features.store)
     cache = Path(config.data.cache_dir) if config.data.cache_dir else config.run_dir.parent / "cache"
     return cache / "store"
+
+
+def run_encoder(config: RunConfig, size: tuple[int, int]) -> EncoderSpec | None:
+    """The store's encoder that this run's frozen features came from; None if it has none."""
+    identity = encoder_identity(config.model, size, config.train.seed)
+    return ready_encoder(store_root(config), encoder_key(identity))
 
 
 def encode_through_store(paths: Sequence[Path], train_count: int, backbone: keras.Model, config: RunConfig,

@@ -68,21 +68,32 @@ def feature_layout(backbone: keras.Model) -> tuple[dict, ...]:
     return tuple(parts)
 
 
+def encoder_identity(config: ModelConfig, size: tuple[int, int], seed: int) -> dict:
+    """What names the store's encoder for this backbone (its key is a digest of it)."""
+    return json.loads(backbone_identity(raw_model_config(config), size, seed))
+
+
+def ready_encoder(root: os.PathLike, key: str) -> EncoderSpec | None:
+    """The store's encoder `key`, if it was converted and checked; None otherwise."""
+    try:
+        spec = EncoderSpec.load(root, key)
+    except ValueError:
+        return None
+    return spec if spec.ready() else None
+
+
 def ensure_encoder(store: FeatureStore, config: ModelConfig, size: tuple[int, int], seed: int,
                    check_paths: Sequence[os.PathLike]) -> EncoderSpec:
     """The store's encoder for this backbone, converted and checked the first time it is asked for."""
     from training.model_setup import build_backbone
 
     raw = raw_model_config(config)
-    identity = json.loads(backbone_identity(raw, size, seed))
+    identity = encoder_identity(config, size, seed)
     key = encoder_key(identity)
     root = store.root
-    try:
-        spec = EncoderSpec.load(root, key)
-        if spec.ready():
-            return spec
-    except ValueError:
-        pass
+    spec = ready_encoder(root, key)
+    if spec is not None:
+        return spec
     backbone = build_backbone(raw, size)
     spec = EncoderSpec(key, identity, tuple(size), int(backbone.output_shape[-1]), feature_layout(backbone),
                        root)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,18 @@ class EncoderSpec:
 
     def ready(self) -> bool:
         return self.json_path.is_file() and self.tflite_path.is_file()
+
+    def registered_in(self, root: str | os.PathLike) -> EncoderSpec:
+        """This encoder in the store at `root`, its files copied there if it lacks them (a
+        two-stage bundle's encoder, whose rows are then shared with training's)."""
+        spec = replace(self, root=Path(root))
+        if not spec.ready():
+            spec.tflite_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = spec.tflite_path.with_name(f".{spec.key}.{os.getpid()}.tmp")
+            shutil.copyfile(self.tflite_path, tmp)
+            os.replace(tmp, spec.tflite_path)
+            spec.save()
+        return spec
 
 
 class LiteRTEncoder:
