@@ -36,6 +36,7 @@ from inference.two_stage_model import TwoStageModel
 log = logging.getLogger(__name__)
 
 CHUNK = 4096  # images looked up, encoded and answered at a time: ~13 MB of outputs at 800 floats
+STATISTICS_CHUNK = 1024  # the same through a two-stage bundle: 44 MB of the default's raw statistics
 HEADS_BATCH = 256  # stored statistics through a two-stage bundle's heads at a time
 
 
@@ -114,9 +115,10 @@ class StoredOutputs:
                 out[name][start:start + HEADS_BATCH] = answered[name]
         return out
 
-    def chunks(self, paths: Sequence[str | os.PathLike], size: int = CHUNK
+    def chunks(self, paths: Sequence[str | os.PathLike], size: int | None = None
                ) -> Iterator[tuple[int, dict[str, np.ndarray], list[str | None]]]:
         """`outputs` a chunk of paths at a time: (first position, outputs, problems)."""
+        size = size or (STATISTICS_CHUNK if self.heads else CHUNK)
         for start in range(0, len(paths), size):
             outputs, problems = self.outputs(paths[start:start + size])
             yield start, outputs, problems

@@ -83,8 +83,9 @@ def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int,
     serving = serving_model(model)
     serving.save(tmp / "model.keras")  # uncompiled: no optimizer state, no title head
     check_rows = list(data.val_rows[:8]) or list(data.train_rows[:8])
-    if encoder is not None:
-        cosine = write_two_stage(model, encoder, tmp, size, check_rows)
+    heads = heads_model(model, encoder) if encoder is not None else None
+    if heads is not None:
+        cosine = write_two_stage(heads, encoder, tmp, size, check_rows)
     else:
         cosine = write_tflite(serving, tmp / TFLITE_MODEL, size, check_rows)
     metrics = {"validation": evaluate_outputs(bundle, val.outputs, val.rows, tmp) if val.rows else {},
@@ -129,15 +130,21 @@ def write_tflite(serving: keras.Model, path: Path, size: tuple[int, int], check_
     return cosine
 
 
-def heads_model(model, encoder: EncoderSpec) -> keras.Model:
+def heads_model(model, encoder: EncoderSpec) -> keras.Model | None:
     """The encoder's raw statistics -> the serving outputs: the run's projections (RunFeatures),
-    then the trained heads (weights shared with `model`)."""
+    then the trained heads (weights shared with `model`). None where the encoder's layout does
+    not lead to the heads' features (then the bundle is one converted model)."""
     projected = {layer.name: layer for layer in projected_gram_layers(model.backbone)}
-    front = RunFeatures(encoder.layout, {name: layer.channels for name, layer in projected.items()})
+    try:
+        front = RunFeatures(encoder.layout, {name: layer.channels for name, layer in projected.items()})
+    except ValueError as err:
+        log.warning("one LiteRT model for the bundle: %s", err)
+        return None
     width = front.compute_output_shape((None, encoder.dim))[-1]
     if width != model.backbone.output_shape[-1]:
-        raise RuntimeError(f"{encoder.key}: its layout gives {width} features, the heads take "
-                           f"{model.backbone.output_shape[-1]}")
+        log.warning("one LiteRT model for the bundle: the encoder %s gives %d features, the heads take %d",
+                    encoder.key, width, model.backbone.output_shape[-1])
+        return None
     raw = keras.Input((encoder.dim,), name="statistics")
     features = front(raw)
     front.set_projections({name: keras.ops.convert_to_numpy(layer.projection)
@@ -145,16 +152,15 @@ def heads_model(model, encoder: EncoderSpec) -> keras.Model:
     return keras.Model(raw, serving_outputs(model.heads(features)))
 
 
-def write_two_stage(model, encoder: EncoderSpec, bundle_dir: Path, size: tuple[int, int],
+def write_two_stage(heads: keras.Model, encoder: EncoderSpec, bundle_dir: Path, size: tuple[int, int],
                     check_rows) -> float:
-    """Copy the store's encoder into the bundle and convert the heads (a small network: the whole
-    model's conversion was about 10 s of a run); check the heads' embeddings against Keras on
-    the check images' statistics."""
+    """Copy the store's encoder into the bundle and convert `heads` (see heads_model: a small
+    network; the whole model's conversion was about 10 s of a run); check the heads' embeddings
+    against Keras on the check images' statistics."""
     folder = bundle_dir / ENCODERS
     folder.mkdir()
     for source in (encoder.json_path, encoder.tflite_path):
         shutil.copyfile(source, folder / source.name)
-    heads = heads_model(model, encoder)
     path = bundle_dir / HEADS_MODEL
     images, _, _ = load_rows(check_rows, size)
     with quiet_stderr():
