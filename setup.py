@@ -24,7 +24,7 @@ setup(
         "tqdm>=4.66",
     ],
     # The demo bundle ships inside the package, so a fresh install answers at once.
-    package_data={"inference": ["demo_bundle/*.*", "demo_bundle/thumbs/*.png"]},
+    package_data={"inference": ["demo_bundle/*.*", "demo_bundle/thumbs/*.png", "demo_bundle/encoders/*"]},
     extras_require={
         # ai-edge-litert alone runs the query path; TensorFlow is only needed to train. The
         # multilingual sentence encoder of the text genre model ships its weights in its package
