@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import threading
 import time
 import urllib.robotparser
@@ -179,6 +180,7 @@ class Robots:
     def __init__(self, user_agent: str, read: Callable[[str], str | None], obey: bool = True):
         self.user_agent, self.read, self.obey = user_agent, read, obey
         self.parsers: dict[str, urllib.robotparser.RobotFileParser] = {}
+        self.fractions: dict[int, float] = {}  # stand-in whole numbers -> fractional Crawl-delays
         self.lock = threading.Lock()
 
     def _parser(self, url: str) -> urllib.robotparser.RobotFileParser:
@@ -188,7 +190,7 @@ class Robots:
             if root not in self.parsers:
                 parser = urllib.robotparser.RobotFileParser(urljoin(root, "/robots.txt"))
                 text = self.read(urljoin(root, "/robots.txt"))
-                parser.parse((text or "").splitlines())
+                parser.parse(_whole_delays((text or "").splitlines(), self.fractions))
                 self.parsers[root] = parser
             return self.parsers[root]
 
@@ -200,7 +202,27 @@ class Robots:
         if not self.obey:
             return None
         delay = self._parser(url).crawl_delay(self.user_agent)
-        return float(delay) if delay is not None else None
+        return self.fractions.get(delay, float(delay)) if delay is not None else None
+
+
+_FRACTION_TOKENS = 10**12  # stand-ins start here, far above any real whole-second delay
+_DELAY_LINE = re.compile(r"^(\s*crawl-delay\s*:\s*)(\d*\.\d+|\d+\.)(\s*(#.*)?)$", re.IGNORECASE)
+
+
+def _whole_delays(lines: list[str], fractions: dict[int, float]) -> list[str]:
+    """The lines with each fractional Crawl-delay (2.5) replaced by a stand-in whole number,
+    noted in `fractions`: the standard library's parser keeps whole numbers only, and would
+    drop a fractional delay (so collect faster than the site asks). Its group matching of
+    user agents stays as it is."""
+    out = []
+    for line in lines:
+        match = _DELAY_LINE.match(line)
+        if match:
+            token = _FRACTION_TOKENS + len(fractions)
+            fractions[token] = float(match.group(2))
+            line = f"{match.group(1)}{token}{match.group(3)}"
+        out.append(line)
+    return out
 
 
 def with_backoff(call: Callable[[], T], policy: Politeness, what: str,

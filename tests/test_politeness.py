@@ -123,6 +123,17 @@ def test_retry_after_header_forms():
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
 
 
+def test_a_fractional_crawl_delay_is_kept_for_the_agent_it_names():
+    text = ("User-agent: *\nCrawl-delay: 10\n\nUser-agent: Stylefinder\nCrawl-delay: 2.5  # two and a half\n"
+            "Disallow: /private/\n\nUser-agent: other\nCrawl-delay: .5\n")
+    robots = Robots("Stylefinder/0.1", lambda url: text)
+    assert robots.crawl_delay("http://h/x") == 2.5  # the standard parser alone drops it: None
+    assert not robots.allowed("http://h/private/a") and robots.allowed("http://h/a")
+    assert Robots("other", lambda url: text).crawl_delay("http://h/x") == 0.5
+    assert Robots("someone", lambda url: text).crawl_delay("http://h/x") == 10.0
+    assert Robots("x", lambda url: "User-agent: *\nCrawl-delay: soon\n").crawl_delay("http://h/") is None
+
+
 def test_robots_rules_and_crawl_delay():
     robots = Robots("Stylefinder/0.1", lambda url: "User-agent: *\nCrawl-delay: 3\nDisallow: /private/\n")
     assert robots.allowed("http://h/api/x") and not robots.allowed("http://h/private/a.png")
