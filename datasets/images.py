@@ -9,7 +9,6 @@ the file and the problem.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import os
 import stat
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from datasets.features.digests import file_sha256 as bytes_sha256
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"})
 
@@ -141,14 +142,10 @@ def inspect_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of the file's bytes (raises ImageError if unreadable)."""
     _check_file(path)
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        return bytes_sha256(path)
     except OSError as err:
         raise ImageError(path, f"unreadable ({_short(err)})") from None
-    return digest.hexdigest()
 
 
 def difference_hash(image: Image.Image, hash_size: int = 8) -> int:

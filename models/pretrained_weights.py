@@ -8,7 +8,6 @@ the user's cache folder, named by the `.pth` file's SHA-256; later runs load tha
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -18,6 +17,7 @@ import keras
 import numpy as np
 
 from datasets.cache_dir import cache_dir
+from datasets.features.digests import file_sha256
 from models.efficientnet_lite import VARIANTS, block_plan, lite_network
 from models.torch_state_dict import WeightsFileError, read_state_dict
 
@@ -43,14 +43,6 @@ def packaged_state_dict(variant: str) -> Path:
     if not path.is_file():
         raise WeightsFileError(f"{path}: missing from the installed {module} package")
     return path
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def imagenet_weights(variant: str, state_dict: Path | None = None) -> Path:

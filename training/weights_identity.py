@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from models.pretrained_weights import PACKAGED, file_sha256, packaged_state_dict
+from datasets.features.digests import file_sha256
+from models.pretrained_weights import PACKAGED, packaged_state_dict
 from models.registry import backbone_spec, resolve_weights
 from training.config import ModelConfig
 
