@@ -1,6 +1,7 @@
 """Enrolling without retraining, on a style dataset's name split: held-out titles against trained ones.
 
 usage: python benchmarks/enroll.py DATA_DIR [--work DIR] [--held-out 5] [--single-title-authors 2] [--seed 0]
+                                  [--set SECTION.KEY=VALUE ...]
 
 DATA_DIR is the output of `../shared/data/icon_themes.py` (or `font_styles.py`). In one run:
 1. the reference name split (`../shared/data/split_by_name.py`): test names unseen in training;
@@ -87,6 +88,8 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=5)
     parser.add_argument("--single-title-authors", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], help="passed to the training run, e.g. "
+                        "train.refit_share=0 (to compare a recipe on this benchmark)")
     args = parser.parse_args()
     subprocess.run([sys.executable, str(SPLIT_SCRIPT), str(args.data_dir)], check=True, capture_output=True)
     train, test = read_rows(args.data_dir / "train.csv"), read_rows(args.data_dir / "test.csv")
@@ -101,7 +104,8 @@ def main() -> None:
     env = {**os.environ, "STYLEFINDER_CACHE": str(args.work / "weights")}
     subprocess.run([sys.executable, "-m", "training.train", "--manifest", str(manifest), "--image-root",
                     str(args.data_dir), "--out-dir", str(args.work / "runs"), "--name", "base", "--quiet",
-                    "--set", f"data.cache_dir={args.work / 'cache'}"], cwd=REPO, check=True, env=env,
+                    "--set", f"data.cache_dir={args.work / 'cache'}",
+                    *(arg for item in args.set for arg in ("--set", item))], cwd=REPO, check=True, env=env,
                    capture_output=True)
     train_seconds = time.perf_counter() - start
     bundle = args.work / "runs" / "base" / "bundle"
@@ -141,7 +145,7 @@ def main() -> None:
         "dataset": args.data_dir.name,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
-        "held_out_titles": held, "new_authors": sorted(new_authors),
+        "held_out_titles": held, "new_authors": sorted(new_authors), "settings": args.set,
         "train_seconds": round(train_seconds, 1),
         "enroll": {"images": report.images, "seconds": round(enroll_seconds, 2),
                    "seconds_per_1000_images": round(1000 * enroll_seconds / max(report.images, 1), 2),
