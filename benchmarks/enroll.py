@@ -102,11 +102,14 @@ def main() -> None:
         writer.writerows(r for r in train if r["title"] not in held)
     start = time.perf_counter()
     env = {**os.environ, "STYLEFINDER_CACHE": str(args.work / "weights")}
-    subprocess.run([sys.executable, "-m", "training.train", "--manifest", str(manifest), "--image-root",
-                    str(args.data_dir), "--out-dir", str(args.work / "runs"), "--name", "base", "--quiet",
-                    "--set", f"data.cache_dir={args.work / 'cache'}",
-                    *(arg for item in args.set for arg in ("--set", item))], cwd=REPO, check=True, env=env,
-                   capture_output=True)
+    command = [sys.executable, "-m", "training.train", "--manifest", str(manifest), "--image-root",
+               str(args.data_dir), "--out-dir", str(args.work / "runs"), "--name", "base", "--quiet",
+               "--set", f"data.cache_dir={args.work / 'cache'}",
+               *(arg for item in args.set for arg in ("--set", item))]
+    trained = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    if trained.returncode:  # its own one-line reason (a bad --set, say), not a traceback of ours
+        lines = trained.stderr.strip().splitlines() or [f"exit status {trained.returncode}"]
+        raise SystemExit(f"error: training failed: {lines[-1]}")
     train_seconds = time.perf_counter() - start
     bundle = args.work / "runs" / "base" / "bundle"
     finders = {ranking: StyleFinder(bundle, ranking=ranking) for ranking in RANKINGS}

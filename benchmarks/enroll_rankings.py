@@ -27,6 +27,7 @@ import argparse
 import csv
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,11 @@ def layer_outputs(work: Path, data_dir: Path) -> dict[str, np.ndarray]:
     """The bundle model's LAYERS for train.csv then test.csv, computed once per WORK."""
     cached = work / "layer_outputs.npz"
     if cached.is_file():
-        with np.load(cached) as arrays:
-            return dict(arrays)
+        try:
+            with np.load(cached) as arrays:
+                return dict(arrays)
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
+            raise SystemExit(f"error: {cached}: unreadable ({err}); delete it to compute it again") from None
     import keras
 
     from datasets.images import DEFAULT_MAX_PIXELS, load_resized
@@ -79,7 +83,10 @@ def layer_outputs(work: Path, data_dir: Path) -> dict[str, np.ndarray]:
         for n, value in sub.predict(images, verbose=0).items():
             parts[n].append(np.asarray(value, np.float32))
     out = {n: np.concatenate(v) for n, v in parts.items()}
-    np.savez(cached, **out)
+    partial = cached.with_name(cached.name + ".partial")
+    with open(partial, "wb") as f:  # renamed into place whole: a kill leaves no half-written cache
+        np.savez(f, **out)
+    partial.replace(cached)
     return out
 
 
@@ -127,6 +134,9 @@ def main() -> None:
     parser.add_argument("--settings", type=json.loads, default=None,
                         help="a JSON list of settings (keys of DEFAULT); default: a grid around it")
     args = parser.parse_args()
+    for split in ("train.csv", "test.csv"):
+        if not (args.data_dir / split).is_file():
+            raise SystemExit(f"error: {args.data_dir}: no {split} (run benchmarks/enroll.py on it first)")
     rows = read_rows(args.data_dir / "train.csv") + read_rows(args.data_dir / "test.csv")
     n_train = len(read_rows(args.data_dir / "train.csv"))
     title = np.array([r["title"] for r in rows])

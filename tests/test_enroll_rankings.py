@@ -1,15 +1,21 @@
 """benchmarks/enroll_rankings.py replays the enroll benchmark's ranking with numpy: at today's
 settings its figures must be those of the library's own scoring (TitleExemplars, exemplar_ranking)
-on the same outputs, or its comparisons of other settings mean nothing."""
+on the same outputs, or its comparisons of other settings mean nothing. Bad input to it, and a
+training setting the enroll benchmark passes on and training rejects, are one line each."""
 
 import importlib.util
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 
 from inference.query import exemplar_ranking
 from inference.search import unit_rows
 from inference.title_exemplars import TitleExemplars
 from tests.conftest import REPO
+
+SPLIT_SCRIPT = REPO.parent / "shared" / "data" / "split_by_name.py"
 
 
 def _load_benchmark():
@@ -54,3 +60,48 @@ def test_replay_at_todays_settings_gives_the_librarys_figures():
     assert got["trained_hit1_after"] == round(
         _library_hit1(outputs, titles, all_exemplars, ~is_train & ~held, trained_exemplars), 4)
     assert 0.2 < got["enrolled_hit1"] < 1.0  # neither trivial nor saturated: the comparison means something
+
+
+def _run(script: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    return lines[0]
+
+
+def test_replay_bad_input_is_one_line_naming_the_file(tmp_path):
+    data, work = tmp_path / "data", tmp_path / "work"
+    data.mkdir()
+    assert "no train.csv" in _one_error_line(_run("enroll_rankings.py", data, work))
+    for split in ("train", "test"):
+        (data / f"{split}.csv").write_text("image,title,author,genres\na.png,t,a,\n")
+    line = _one_error_line(_run("enroll_rankings.py", data, work))
+    assert str(work) in line and "train_without_held_out.csv" in line
+    (work / "runs" / "base" / "bundle").mkdir(parents=True)
+    (work / "runs" / "base" / "bundle" / "model.keras").write_bytes(b"")
+    (work / "train_without_held_out.csv").write_text("image,title,author,genres\n")
+    (work / "layer_outputs.npz").write_bytes(b"not a zip")  # a damaged cache is named, not trusted
+    line = _one_error_line(_run("enroll_rankings.py", data, work))
+    assert str(work / "layer_outputs.npz") in line and "unreadable" in line
+
+
+@pytest.mark.skipif(not SPLIT_SCRIPT.is_file(), reason="needs ../shared/data/split_by_name.py")
+def test_enroll_benchmark_reports_a_bad_training_setting_in_one_line(tmp_path):
+    """`--set` goes to the training run; what training rejects comes back as its own reason."""
+    from tests.imagegen import style_image
+
+    rows = []
+    for title, author in enumerate([0, 0, 1, 1, 2, 3, 4]):
+        for i in range(4):
+            name = f"t{title}__icon{i}.png"
+            style_image(author, title * 10 + i, 32).save(tmp_path / name)
+            rows.append(f"{name},t{title},a{author},\n")
+    (tmp_path / "manifest.csv").write_text("image,title,author,genres\n" + "".join(rows))
+    result = _run("enroll.py", tmp_path, "--work", tmp_path / "work", "--held-out", "3",
+                  "--single-title-authors", "1", "--set", "train.nonsense=1")
+    assert "training failed: error: unknown config key train.nonsense" in _one_error_line(result)
