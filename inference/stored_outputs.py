@@ -59,11 +59,11 @@ class StoredOutputs:
         self.widths = [int(probe[name].shape[-1]) for name in self.names]
         # A two-stage bundle's rows are its encoder's, the very rows training stores: the heads
         # run on them as they are read.
-        self.heads = getattr(finder.runner, "model", None) if finder.backend == "litert" else None
-        if isinstance(self.heads, TwoStageModel):
-            self.spec = self.heads.spec.registered_in(self.store.root)
+        network = getattr(finder.runner, "model", None)
+        self.two_stage = network if isinstance(network, TwoStageModel) else None  # LiteRT runners only
+        if self.two_stage:
+            self.spec = self.two_stage.spec.registered_in(self.store.root)
             return
-        self.heads = None
         model = bundle.tflite_path if finder.backend == "litert" else bundle.keras_path
         parts = list(zip(self.names, self.widths, strict=True))
         identity = {"kind": "bundle-outputs", "model_sha256": file_sha256(model), "backend": finder.backend,
@@ -86,7 +86,7 @@ class StoredOutputs:
         """For each path: its outputs ({name: [n, width]}, zeros where unreadable) and None, or the
         one-line reason it could not be read."""
         digests = content_digests(self.store, paths, progress=False)
-        encoder = None if self.heads else self._encode  # None: the store's encoder, the spec's own file
+        encoder = None if self.two_stage else self._encode  # None: the store's encoder, the spec's own file
         encode_missing(self.store, self.spec, digests, paths, progress=self.progress, encoder=encoder)
         rows = np.zeros((len(paths), self.spec.dim), np.float32)
         found, usable, _, _ = self.store.gather(self.spec.key, digests, rows)
@@ -100,7 +100,7 @@ class StoredOutputs:
         problems: list[str | None] = [None] * len(paths)
         for i in np.flatnonzero(~(found & usable)):
             problems[i] = _problem(paths[i])
-        if self.heads:
+        if self.two_stage:
             return self._heads(rows), problems
         parts = np.split(rows, np.cumsum(self.widths)[:-1], axis=1)
         return dict(zip(self.names, parts, strict=True)), problems
@@ -110,7 +110,7 @@ class StoredOutputs:
         out = {name: np.zeros((len(statistics), width), np.float32)
                for name, width in zip(self.names, self.widths, strict=True)}
         for start in range(0, len(statistics), HEADS_BATCH):
-            answered = self.heads.heads(statistics[start:start + HEADS_BATCH])
+            answered = self.two_stage.heads(statistics[start:start + HEADS_BATCH])
             for name in self.names:
                 out[name][start:start + HEADS_BATCH] = answered[name]
         return out
@@ -118,7 +118,7 @@ class StoredOutputs:
     def chunks(self, paths: Sequence[str | os.PathLike], size: int | None = None
                ) -> Iterator[tuple[int, dict[str, np.ndarray], list[str | None]]]:
         """`outputs` a chunk of paths at a time: (first position, outputs, problems)."""
-        size = size or (STATISTICS_CHUNK if self.heads else CHUNK)
+        size = size or (STATISTICS_CHUNK if self.two_stage else CHUNK)
         for start in range(0, len(paths), size):
             outputs, problems = self.outputs(paths[start:start + size])
             yield start, outputs, problems

@@ -305,4 +305,3 @@ def _title_means(similarity: np.ndarray, titles: np.ndarray, n_titles: int, coun
     taken = np.minimum(wanted, np.diff(starts))  # columns present: all a title's, or none of it
     sums = np.where(np.arange(NEIGHBOURS) < taken[:, :, None], ranked, 0.0).sum(axis=2)
     return np.where(wanted > 0, sums / np.maximum(wanted, 1), -1.0).astype(np.float32)
-
