@@ -22,7 +22,8 @@ class StyleModel(keras.Model):
     - `genres`: independent sigmoids (when num_genres > 0);
     - `embedding`: L2-normalised style vector, used for similarity search;
     - `descriptor` (with a hidden layer or a bottleneck): the heads' widest shared
-      representation (the hidden layer's activations, else the bottleneck's), with no loss of its own: it
+      representation (the hidden layer's activations, or with `descriptor_before_relu` its values
+      before the ReLU; else the bottleneck's), with no loss of its own: it
       generalises to titles the model never saw better than the embedding, which is shaped to
       separate the training titles, so enrolled titles and authors are matched in it;
     - `title`: cosine logits over training titles (when num_titles > 0), trained with
@@ -41,14 +42,14 @@ class StyleModel(keras.Model):
                  num_titles: int = 0, embedding_dim: int = 128, dropout: float = 0.5,
                  title_scale: float = 16.0, standardize: bool = False, head_l2: float = 0.0,
                  title_authors: list[int] | tuple[int, ...] | None = None, hidden_units: int = 0,
-                 bottleneck_units: int = 0, **kwargs):
+                 bottleneck_units: int = 0, descriptor_before_relu: bool = False, **kwargs):
         if not (num_authors or num_genres):
             raise ValueError("a model needs an author head, a genre head, or both")
         if title_authors is not None and (len(title_authors) != num_titles or not num_authors):
             raise ValueError("title_authors needs an author head and one author index per title")
         self.heads = _Heads(backbone.output_shape[-1], num_authors, num_genres, num_titles, embedding_dim,
                             dropout, title_scale, standardize, head_l2, title_authors, hidden_units,
-                            bottleneck_units)
+                            bottleneck_units, descriptor_before_relu)
         inputs = keras.Input(backbone.input_shape[1:], name="images")
         super().__init__(inputs=inputs, outputs=self.heads(backbone(inputs)), **kwargs)
         self.backbone = backbone
@@ -63,6 +64,7 @@ class StyleModel(keras.Model):
         self.title_authors = list(title_authors) if title_authors is not None else None
         self.hidden_units = hidden_units
         self.bottleneck_units = bottleneck_units
+        self.descriptor_before_relu = descriptor_before_relu
 
     def head_model(self) -> keras.Model:
         """Features -> the same outputs, through the same head layers (weights shared): for
@@ -99,6 +101,7 @@ class StyleModel(keras.Model):
             "title_authors": self.title_authors,
             "hidden_units": self.hidden_units,
             "bottleneck_units": self.bottleneck_units,
+            "descriptor_before_relu": self.descriptor_before_relu,
         }
 
     @classmethod
@@ -112,7 +115,8 @@ class _Heads:
     """The head layers, created once and applicable to any features tensor."""
 
     def __init__(self, feature_dim: int, num_authors, num_genres, num_titles, embedding_dim, dropout,
-                 title_scale, standardize, head_l2, title_authors, hidden_units, bottleneck_units):
+                 title_scale, standardize, head_l2, title_authors, hidden_units, bottleneck_units,
+                 descriptor_before_relu):
         regulariser = (lambda: keras.regularizers.L2(head_l2)) if head_l2 else (lambda: None)
         layers = {}
         if standardize:
@@ -122,8 +126,14 @@ class _Heads:
         if bottleneck_units:
             layers["head_bottleneck"] = keras.layers.Dense(bottleneck_units, use_bias=False,
                                                            name="head_bottleneck")
-        if hidden_units:
+        if hidden_units and descriptor_before_relu:
+            # The same function as one Dense(relu), split so the descriptor can be read before the
+            # ReLU: the values it zeroes still tell unseen titles apart (docs/benchmarks.md).
+            layers["head_hidden"] = keras.layers.Dense(hidden_units, name="head_hidden")
+            layers["hidden_relu"] = keras.layers.ReLU(name="hidden_relu")
+        elif hidden_units:
             layers["head_hidden"] = keras.layers.Dense(hidden_units, activation="relu", name="head_hidden")
+        if hidden_units:
             layers["hidden_dropout"] = keras.layers.Dropout(dropout, name="hidden_dropout")
         if num_authors:
             layers["author"] = keras.layers.Dense(num_authors, activation="softmax", dtype="float32",
@@ -151,8 +161,10 @@ class _Heads:
         if "head_bottleneck" in layers:
             dropped = descriptor = layers["head_bottleneck"](dropped)
         if "head_hidden" in layers:
-            descriptor = layers["head_hidden"](dropped)
-            dropped = layers["hidden_dropout"](descriptor)
+            descriptor = hidden = layers["head_hidden"](dropped)
+            if "hidden_relu" in layers:
+                hidden = layers["hidden_relu"](descriptor)
+            dropped = layers["hidden_dropout"](hidden)
         outputs = {} if descriptor is None else {"descriptor": layers["descriptor"](descriptor)}
         if "author" in layers:
             outputs["author"] = layers["author"](dropped)

@@ -148,3 +148,34 @@ def test_focal_loss_matches_a_hand_computation():
     by_hand = np.mean(-alpha_t * (1 - p_t) ** gamma * np.log(p_t), axis=1).mean()
     loss = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=alpha, gamma=gamma)
     assert float(loss(truth, p)) == pytest.approx(float(by_hand), rel=1e-5)
+
+
+def test_descriptor_before_relu_keeps_the_heads_and_reloads(tmp_path):
+    """The split hidden layer computes what Dense(relu) does; only the descriptor changes, to the
+    unit-normalised values before the ReLU. A model saved without the option reloads as before."""
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(1).random((3, 16, 16, 3), dtype=np.float32)
+    made = {}
+    for before_relu in (False, True):
+        keras.utils.set_random_seed(0)
+        backbone = create_backbone("style_cnn", input_shape=(16, 16, 3), filters=(8, 16))
+        made[before_relu] = StyleModel(backbone, num_authors=2, num_genres=2, embedding_dim=8,
+                                       hidden_units=12, descriptor_before_relu=before_relu)
+    made[True].set_weights(made[False].get_weights())
+    plain, split = made[False].predict(x, verbose=0), made[True].predict(x, verbose=0)
+    for key in ("author", "genres", "embedding"):
+        np.testing.assert_allclose(split[key], plain[key], atol=1e-6)
+    features = made[True].backbone.predict(x, verbose=0)
+    hidden = made[True].heads.layers_by_name["head_hidden"]  # no bottleneck, no standardising here
+    pre = features @ hidden.kernel.numpy() + hidden.bias.numpy()
+    np.testing.assert_allclose(split["descriptor"], pre / np.linalg.norm(pre, axis=1, keepdims=True), atol=1e-5)
+    assert (split["descriptor"] < 0).any() and (plain["descriptor"] >= 0).all()
+    for before_relu, model in made.items():
+        model.save(tmp_path / f"{before_relu}.keras")
+        reloaded = load_model(tmp_path / f"{before_relu}.keras")
+        assert reloaded.get_config()["descriptor_before_relu"] is before_relu
+        np.testing.assert_allclose(reloaded.predict(x, verbose=0)["descriptor"],
+                                   (split if before_relu else plain)["descriptor"], atol=1e-6)
+    older = made[False].get_config()
+    del older["descriptor_before_relu"]  # a bundle saved before the option existed
+    assert StyleModel.from_config(older).descriptor_before_relu is False

@@ -63,6 +63,9 @@ class ModelConfig:
     # A linear bottleneck before the hidden layer (0: none): a low-rank first layer over
     # thousands of Gram entries, measured better on fonts and equal on icons.
     bottleneck_units: int = 256
+    # Enrolled titles and authors are matched in the hidden layer's values before its ReLU
+    # rather than after it (the heads compute the same either way).
+    descriptor_before_relu: bool = False
     dropout: float = 0.2
     head_l2: float = 1e-4
     # Standardise backbone features before the heads; None: on for pretrained backbones.

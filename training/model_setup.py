@@ -34,7 +34,8 @@ def build_model(config: ModelConfig, vocabulary: Vocabulary, size: tuple[int, in
                       title_scale=config.title_scale,
                       standardize=spec.transfer if config.standardize is None else config.standardize,
                       head_l2=config.head_l2, title_authors=title_authors if mixture else None,
-                      hidden_units=config.hidden_units, bottleneck_units=config.bottleneck_units)
+                      hidden_units=config.hidden_units, bottleneck_units=config.bottleneck_units,
+                      descriptor_before_relu=config.descriptor_before_relu)
 
 
 def compile_model(model: keras.Model, config: ModelConfig, learning_rate, weight_decay: float,
