@@ -63,9 +63,11 @@ class ModelConfig:
     # A linear bottleneck before the hidden layer (0: none): a low-rank first layer over
     # thousands of Gram entries, measured better on fonts and equal on icons.
     bottleneck_units: int = 256
-    # Enrolled titles and authors are matched in the hidden layer's values before its ReLU
-    # rather than after it (the heads compute the same either way).
-    descriptor_before_relu: bool = False
+    # Enrolled titles (and their authors) are matched in the hidden layer's values before its
+    # ReLU, not after it: the heads compute the same, and the half the ReLU zeroes still tells
+    # titles the heads never saw apart (enrolled titles' hit@1 up on every draw of icons and
+    # fonts, docs/benchmarks.md). False: the activations, as bundles before 2026-12-03 have it.
+    descriptor_before_relu: bool = True
     dropout: float = 0.2
     head_l2: float = 1e-4
     # Standardise backbone features before the heads; None: on for pretrained backbones.
