@@ -270,7 +270,6 @@ class TitleExemplars:
         return np.concatenate(scores), self.titles[chosen]
 
 
-
 def _title_means(similarity: np.ndarray, titles: np.ndarray, n_titles: int, counts: np.ndarray,
                  exclude: np.ndarray | None) -> np.ndarray:
     """[n, titles] mean of each title's NEIGHBOURS most similar columns of `similarity` [n, m]

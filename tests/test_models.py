@@ -168,7 +168,8 @@ def test_descriptor_before_relu_keeps_the_heads_and_reloads(tmp_path):
     features = made[True].backbone.predict(x, verbose=0)
     hidden = made[True].heads.layers_by_name["head_hidden"]  # no bottleneck, no standardising here
     pre = features @ hidden.kernel.numpy() + hidden.bias.numpy()
-    np.testing.assert_allclose(split["descriptor"], pre / np.linalg.norm(pre, axis=1, keepdims=True), atol=1e-5)
+    unit = pre / np.linalg.norm(pre, axis=1, keepdims=True)
+    np.testing.assert_allclose(split["descriptor"], unit, atol=1e-5)
     assert (split["descriptor"] < 0).any() and (plain["descriptor"] >= 0).all()
     for before_relu, model in made.items():
         model.save(tmp_path / f"{before_relu}.keras")
