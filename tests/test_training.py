@@ -120,6 +120,8 @@ def test_same_seed_same_history(tmp_path):
     (["--set", "train.learning_rate=fast"], "config key train.learning_rate must be a number, got 'fast'"),
     (["--set", "balance.per_label=2.5"], "config key balance.per_label must be a whole number, got 2.5"),
     (["--set", "train.refit_with_val=1"], "config key train.refit_with_val must be true or false, got 1"),
+    (["--set", "model.descriptor_before_relu=maybe"],
+     "config key model.descriptor_before_relu must be true or false, got 'maybe'"),
     (["--set", "balance.image_size=abc"], "config key balance.image_size must be a list of 2 items"),
     (["--set", "model.image_size=[64, x]"], "config key model.image_size[1] must be a whole number, got 'x'"),
 ])
