@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from inference.query import MEAN_WEIGHT  # noqa: E402
+from inference.search import unit_rows as unit  # noqa: E402
 from inference.title_exemplars import NEIGHBOURS  # noqa: E402
 
 # Today's ranking (inference.query, inference.title_exemplars), and the grid around it.
@@ -46,10 +47,6 @@ GRID = [dict(DEFAULT, neighbours=k, mean_weight=w) for k in (1, 2, 3) for w in (
 SPREAD_FLOOR = 1e-3  # of the widest direction's: whitening leaves a degenerate direction's noise alone
 LAYERS = ("head_bottleneck", "head_hidden", "descriptor", "embedding")
 DIM = 128
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -137,10 +134,10 @@ def main() -> None:
     for split in ("train.csv", "test.csv"):
         if not (args.data_dir / split).is_file():
             raise SystemExit(f"error: {args.data_dir}: no {split} (run benchmarks/enroll.py on it first)")
-    rows = read_rows(args.data_dir / "train.csv") + read_rows(args.data_dir / "test.csv")
-    n_train = len(read_rows(args.data_dir / "train.csv"))
+    train = read_rows(args.data_dir / "train.csv")
+    rows = train + read_rows(args.data_dir / "test.csv")
     title = np.array([r["title"] for r in rows])
-    is_train = np.arange(len(rows)) < n_train
+    is_train = np.arange(len(rows)) < len(train)
     settings = [dict(DEFAULT, **s) for s in args.settings] if args.settings else GRID
     results = []
     for work in args.works:
