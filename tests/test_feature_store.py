@@ -4,6 +4,8 @@ The network here is a small numpy function (the per-shard function takes any enc
 engines with the real LiteRT encoder are in test_feature_engines.py."""
 
 import sqlite3
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -102,6 +104,34 @@ def test_unreadable_images_are_stored_with_their_problem_and_not_retried(tmp_pat
         assert found.all() and usable.tolist() == [True, True, True, False]
         assert len(problems) == 1 and "bad.png" in problems[0]
         assert fill(store, [*paths, bad])[1] == 0
+
+
+def test_lanes_write_the_same_shard_as_one_encoder_and_a_failing_lane_writes_nothing(tmp_path):
+    paths = make_images(tmp_path, 9)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    [task] = plan_shards("enc-test", [(f"{i:064x}", str(p)) for i, p in enumerate([*paths, bad])])
+    seen = set()
+
+    def lane(images):  # the same network, recording which thread ran it
+        seen.add(threading.get_ident())
+        time.sleep(0.01)  # long enough for the other lane to take the next run
+        return colour_encoder(images)
+
+    encode_shard(task, colour_encoder, SIZE, DIM, tmp_path / "one.npz", batch=3)
+    encode_shard(task, [lane, lane, lane], SIZE, DIM, tmp_path / "lanes.npz", batch=1)
+    one, lanes = read_shard(tmp_path / "one.npz"), read_shard(tmp_path / "lanes.npz")
+    assert len(seen) > 1
+    assert np.array_equal(one.features, lanes.features) and np.array_equal(one.dhash, lanes.dhash)
+    assert lanes.usable.tolist() == [True] * 9 + [False] and "bad.png" in lanes.problems[-1]
+    assert one.problems.tolist() == lanes.problems.tolist()
+
+    def broken(images):
+        raise RuntimeError("the network failed")
+
+    with pytest.raises(RuntimeError, match="the network failed"):
+        encode_shard(task, [lane, broken], SIZE, DIM, tmp_path / "failed.npz", batch=1)
+    assert not (tmp_path / "failed.npz").exists() and not list(tmp_path.glob(".*.tmp"))
 
 
 def test_an_orphan_shard_is_indexed_and_a_vanished_one_is_forgotten(tmp_path):

@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--store", help="the feature store's folder (default: runs/cache/store)")
     parser.add_argument("--engine", choices=("local", "ray"), default=None, help="default: local")
     parser.add_argument("--ray-address", help="--engine ray: join this cluster (default: start Ray here)")
-    parser.add_argument("--workers", type=int, help="local: LiteRT threads; ray: actors (default: every CPU)")
+    parser.add_argument("--workers", type=int, help="local: LiteRT lanes (one single-threaded interpreter "
+                        "each); ray: actors (default: one per CPU)")
     parser.add_argument("--shard", metavar="I/N", help="encode only slice I of N (batch array jobs)")
     parser.add_argument("--preset", help="model settings of this preset under configs/")
     parser.add_argument("--config", help="model settings of this YAML config")

@@ -22,7 +22,10 @@ import numpy as np
 from datasets.features.store import FeatureStore, StoreError
 
 FEATURE_VERSION = 1  # bump when what an encoder outputs changes for the same identity
-BATCH = 16  # images per LiteRT call: batches of 1 to 32 measured within 5% on 2 cores
+BATCH = 16  # images per call of a caller's own encoder (Keras on a GPU, a bundle's whole model)
+# Images per call of a single-threaded LiteRT lane. Small batches keep each layer's activations in
+# cache: one lane runs 92-95 img/s at 1 against 74-79 at 16 (docs/benchmarks.md, tenth session).
+LANE_BATCH = 1
 
 
 def encoder_key(identity: dict) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from datasets.features.encoders import BATCH, EncoderSpec, LiteRTEncoder
+from datasets.features.encoders import BATCH, LANE_BATCH, EncoderSpec, LiteRTEncoder
 from datasets.features.shards import ShardResult, ShardTask, encode_shard, plan_shards
 from datasets.features.store import FeatureStore
 from datasets.reaper import Reaper
@@ -85,7 +85,7 @@ def encode_missing(store: FeatureStore, spec: EncoderSpec, digests: Sequence[str
         elif engine == "ray":
             results = _run_ray(store, spec, tasks, ray_address, workers, bar)
         else:
-            results = _run_local(store, spec, tasks, encoder or LiteRTEncoder(spec, workers), bar, check)
+            results = _run_local(store, spec, tasks, encoder, workers, bar, check)
     written = [r for r in results if not r.skipped]
     report = EncodeReport(engine, len(digests), len(missing), len(tasks), len(written),
                           sum(r.images for r in written), sum(r.images - r.usable for r in written),
@@ -94,14 +94,22 @@ def encode_missing(store: FeatureStore, spec: EncoderSpec, digests: Sequence[str
     return report
 
 
-def _run_local(store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask], encoder, bar,
-               check: Callable[[], None] | None = None) -> list[ShardResult]:
+def litert_lanes(spec: EncoderSpec, count: int | None = None) -> list[LiteRTEncoder]:
+    """One single-threaded interpreter per core (or `count`): the fastest way found to run the
+    store's network beside decoding on a CPU (docs/benchmarks.md, tenth session)."""
+    return [LiteRTEncoder(spec, 1) for _ in range(max(1, count or os.cpu_count() or 1))]
+
+
+def _run_local(store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask], encoder, workers: int | None,
+               bar, check: Callable[[], None] | None = None) -> list[ShardResult]:
+    # A caller's encoder (Keras on a GPU) runs whole batches with decoding ahead of it.
+    lanes, batch = ([encoder], BATCH) if encoder else (litert_lanes(spec, workers), LANE_BATCH)
     results = []
     for task in tasks:
         if check:
             check()
-        result = encode_shard(task, encoder, spec.size, spec.dim, store.shard_path(spec.key, task.name),
-                              BATCH, dtype=spec.dtype)
+        result = encode_shard(task, lanes, spec.size, spec.dim, store.shard_path(spec.key, task.name),
+                              batch, dtype=spec.dtype)
         store.add_shard(spec.key, task.name)
         results.append(result)
         bar.update(result.images)
@@ -114,11 +122,12 @@ class ShardWorker:
     def __init__(self, root: str, key: str, threads: int):
         self.spec = EncoderSpec.load(root, key)
         self.store = FeatureStore(root)
-        self.encoder = LiteRTEncoder(self.spec, threads)
+        self.lanes = litert_lanes(self.spec, threads)
 
     def encode(self, task: ShardTask) -> ShardResult:
-        return encode_shard(task, self.encoder, self.spec.size, self.spec.dim,
-                            self.store.shard_path(self.spec.key, task.name), BATCH, dtype=self.spec.dtype)
+        return encode_shard(task, self.lanes, self.spec.size, self.spec.dim,
+                            self.store.shard_path(self.spec.key, task.name), LANE_BATCH,
+                            dtype=self.spec.dtype)
 
     def pid(self) -> int:
         return os.getpid()

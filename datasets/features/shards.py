@@ -15,8 +15,10 @@ import hashlib
 import logging
 import os
 import socket
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,9 +76,12 @@ def plan_shards(
     return tasks
 
 
+Encoder = Callable[[np.ndarray], np.ndarray]  # uint8 [n, H, W, 3] -> features [n, dim]
+
+
 def encode_shard(
     task: ShardTask,
-    encoder: Callable[[np.ndarray], np.ndarray],
+    encoder: Encoder | Sequence[Encoder],
     size: tuple[int, int],
     dim: int,
     shard_path: os.PathLike,
@@ -85,7 +90,13 @@ def encode_shard(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     dtype: str = "float16",
 ) -> ShardResult:
-    """Decode (threads, overlapping the network), encode and write the shard's one file."""
+    """Decode, encode and write the shard's one file.
+
+    One encoder (a multi-threaded network, Keras on a GPU): `threads` decode ahead while it runs.
+    Several (lanes, e.g. one single-threaded LiteRT interpreter per core): each lane decodes and
+    encodes batches of its own, so decoding on one core never stalls the network on another
+    (a multi-threaded network waits at every layer for its slowest thread).
+    """
     started = time.perf_counter()
     path = os.fspath(shard_path)
     if os.path.exists(path):
@@ -109,25 +120,51 @@ def encode_shard(
         except ImageError as err:
             return i, None, 0, str(err)
 
-    pending: list[tuple[int, np.ndarray]] = []
+    def encode(network: Encoder, decoded: Iterable[tuple]) -> None:
+        """Encode `decoded` in batches, keeping each image's row, hash and problem."""
+        pending: list[tuple[int, np.ndarray]] = []
+        for i, pixels, digest, problem in decoded:
+            if pixels is None:
+                problems[i] = problem
+                continue
+            usable[i], dhash[i] = True, digest
+            pending.append((i, pixels))
+            if len(pending) == batch:
+                features[[j for j, _ in pending]] = network(np.stack([p for _, p in pending]))
+                pending.clear()
+        if pending:
+            features[[j for j, _ in pending]] = network(np.stack([p for _, p in pending]))
 
-    def flush() -> None:
-        rows = [i for i, _ in pending]
-        features[rows] = encoder(np.stack([p for _, p in pending]))
-        pending.clear()
-
-    # The threads decode ahead while the network runs.
-    for i, pixels, digest, problem in prefetched(decode, range(n), _DECODE_AHEAD, max(1, threads)):
-        if pixels is None:
-            problems[i] = problem
-            continue
-        usable[i], dhash[i] = True, digest
-        pending.append((i, pixels))
-        if len(pending) == batch:
-            flush()
-    if pending:
-        flush()
+    lanes = [encoder] if callable(encoder) else list(encoder)
+    if len(lanes) == 1:
+        encode(lanes[0], prefetched(decode, range(n), _DECODE_AHEAD, max(1, threads)))
+    else:
+        _run_lanes(lanes, n, batch, lambda network, rows: encode(network, map(decode, rows)))
     write_shard(
         Path(path), ShardContents(np.array(task.digests), features, usable, dhash, np.array(problems))
     )
     return ShardResult(task.name, n, int(usable.sum()), time.perf_counter() - started, False)
+
+
+def _run_lanes(lanes: Sequence[Encoder], n: int, batch: int,
+               work: Callable[[Encoder, range], None]) -> None:
+    """`work(lane, rows)` over consecutive runs of `batch` rows of `n`, each lane taking the next
+    run when it is free. An error (or an interrupt here) stops every lane after its current run."""
+    starts = iter(range(0, n, batch))
+    lock, stop = threading.Lock(), threading.Event()
+
+    def lane(network: Encoder) -> None:
+        while not stop.is_set():
+            with lock:
+                first = next(starts, None)
+            if first is None:
+                return
+            work(network, range(first, min(first + batch, n)))
+
+    with ThreadPoolExecutor(len(lanes)) as pool:
+        running = [pool.submit(lane, network) for network in lanes]
+        try:
+            for future in running:
+                future.result()
+        finally:
+            stop.set()
