@@ -206,6 +206,20 @@ def test_demo_bundle_ships_and_answers_with_no_bundle_flag():
     assert title_hit10 == 1.0 and title_hit1 >= 0.8 and author_top1 >= 0.8
 
 
+def test_an_image_batch_runs_in_small_calls_with_the_same_outputs():
+    from datasets.images import load_resized
+    from inference.litert_model import IMAGE_BATCH, LiteRTModel
+
+    model = LiteRTModel(DEMO_BUNDLE / "model.tflite")
+    samples = sorted((REPO / "examples" / "icons").glob("*/*/*.png"))[: 2 * IMAGE_BATCH + 1]
+    images = np.stack([load_resized(p, model.input_shape[1:3]) for p in samples]).astype(np.float32) / 255
+    whole = model.runner(**{model.input_name: images})  # the interpreter given the batch at once
+    chunked = model(images)
+    assert len(images) > IMAGE_BATCH and chunked.keys() == whole.keys()
+    for name, value in whole.items():
+        assert np.array_equal(chunked[name], value), name
+
+
 def test_every_bad_input_gets_one_line_and_exit_2(tiny_run, tiny_bundle, tmp_path):
     from tests.imagegen import png_bomb
 
