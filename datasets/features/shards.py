@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 SHARD_IMAGES = 512  # ~11 MB of float16 features at the default encoder's 10,824 dims
 _DECODE_AHEAD = 64  # decoded images waiting for the network: bounds memory
 
+Encoder = Callable[[np.ndarray], np.ndarray]  # uint8 [n, H, W, 3] -> features [n, dim]
+
 
 @dataclass(frozen=True)
 class ShardTask:
@@ -74,9 +76,6 @@ def plan_shards(
         name = hashlib.sha256(("\n".join((encoder, *digests))).encode()).hexdigest()[:24]
         tasks.append(ShardTask(encoder, name, digests, tuple(chosen[d] for d in digests)))
     return tasks
-
-
-Encoder = Callable[[np.ndarray], np.ndarray]  # uint8 [n, H, W, 3] -> features [n, dim]
 
 
 def encode_shard(
