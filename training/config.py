@@ -66,7 +66,8 @@ class ModelConfig:
     # Enrolled titles (and their authors) are matched in the hidden layer's values before its
     # ReLU, not after it: the heads compute the same, and the half the ReLU zeroes still tells
     # titles the heads never saw apart (enrolled titles' hit@1 up on every draw of icons and
-    # fonts, docs/benchmarks.md). False: the activations, as bundles before 2026-12-03 have it.
+    # fonts; trained titles' hit@1 down 0.004-0.006, docs/benchmarks.md). False: the activations,
+    # as bundles before 2026-12-03 have it.
     descriptor_before_relu: bool = True
     dropout: float = 0.2
     head_l2: float = 1e-4
