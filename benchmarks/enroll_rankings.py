@@ -46,6 +46,9 @@ GRID = [dict(DEFAULT, neighbours=k, mean_weight=w) for k in (1, 2, 3) for w in (
     dict(DEFAULT, whiten=0.5, neighbours=2), dict(DEFAULT, layer="head_bottleneck")]
 SPREAD_FLOOR = 1e-3  # of the widest direction's: whitening leaves a degenerate direction's noise alone
 LAYERS = ("head_bottleneck", "head_hidden", "descriptor", "embedding")
+# Not a layer: the unit pre-activation of a bundle whose `head_hidden` is linear (the default since
+# the ninth session) beside its unit activation, so that a cosine is the mean of the two spaces'.
+BOTH_SIDES = "pre_and_post_relu"
 DIM = 128
 
 
@@ -87,6 +90,17 @@ def layer_outputs(work: Path, data_dir: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def layer_rows(outputs: dict[str, np.ndarray], layer: str) -> np.ndarray:
+    """A layer's rows as unit vectors (or BOTH_SIDES of the hidden layer's ReLU)."""
+    if layer != BOTH_SIDES:
+        return unit(outputs[layer].astype(np.float64))
+    hidden = outputs["head_hidden"].astype(np.float64)
+    if not (hidden < 0).any():
+        raise SystemExit(f"error: {BOTH_SIDES} needs a bundle whose head_hidden is linear "
+                         "(model.descriptor_before_relu: true)")
+    return unit(np.concatenate([unit(hidden), unit(np.maximum(hidden, 0.0))], axis=1))
+
+
 def replay(outputs: dict[str, np.ndarray], title: np.ndarray, is_train: np.ndarray, held: np.ndarray,
            setting: dict) -> dict:
     """The enroll benchmark's title hit@1 figures under one ranking setting."""
@@ -94,7 +108,7 @@ def replay(outputs: dict[str, np.ndarray], title: np.ndarray, is_train: np.ndarr
     n_titles = titles.max() + 1
     trained_ex, enrolled_ex = is_train & ~held, is_train & held
     trained_q, enrolled_q = ~is_train & ~held, ~is_train & held
-    units = unit(outputs[setting["layer"]].astype(np.float64))
+    units = layer_rows(outputs, setting["layer"])
     mean = units[trained_ex].mean(axis=0)
     _, singular, directions = np.linalg.svd(units[trained_ex] - mean, full_matrices=False)
     dim = min(DIM, units.shape[1])

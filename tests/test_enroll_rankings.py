@@ -105,3 +105,13 @@ def test_enroll_benchmark_reports_a_bad_training_setting_in_one_line(tmp_path):
     result = _run("enroll.py", tmp_path, "--work", tmp_path / "work", "--held-out", "3",
                   "--single-title-authors", "1", "--set", "train.nonsense=1")
     assert "training failed: error: unknown config key train.nonsense" in _one_error_line(result)
+
+
+def test_both_sides_of_the_relu_score_the_mean_of_the_two_cosines():
+    benchmark = _load_benchmark()
+    hidden = np.random.default_rng(1).normal(size=(4, 16))
+    rows = benchmark.layer_rows({"head_hidden": hidden}, benchmark.BOTH_SIDES)
+    pre, post = unit_rows(hidden), unit_rows(np.maximum(hidden, 0))
+    np.testing.assert_allclose(rows @ rows.T, (pre @ pre.T + post @ post.T) / 2, atol=1e-12)
+    with pytest.raises(SystemExit, match="head_hidden is linear"):
+        benchmark.layer_rows({"head_hidden": np.abs(hidden)}, benchmark.BOTH_SIDES)
