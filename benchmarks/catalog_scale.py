@@ -50,6 +50,7 @@ from datasets.features.encoders import BATCH, LANE_BATCH, EncoderSpec, LiteRTEnc
 from datasets.features.engines import encode_missing, litert_lanes  # noqa: E402
 from datasets.features.store import FeatureStore, ShardContents, write_shard  # noqa: E402
 from datasets.images import load_resized  # noqa: E402
+from inference.litert_model import IMAGE_BATCH  # noqa: E402
 
 SIZE = (320, 320)
 SYNTHETIC_CHUNK = 65_536  # digests asked of the store at a time in the synthetic part
@@ -147,7 +148,7 @@ def bare_network_rates(spec, decoded: np.ndarray) -> dict[str, float]:
             whole(decoded[first : first + batch])
         return len(decoded) / (time.perf_counter() - start)
 
-    rates = {f"one_interpreter_batch_{b}": one_interpreter(b) for b in (BATCH, 2)}
+    rates = {f"one_interpreter_batch_{b}": one_interpreter(b) for b in (BATCH, IMAGE_BATCH)}
     lanes = litert_lanes(spec)
     for lane in lanes:
         lane(decoded[:LANE_BATCH])
