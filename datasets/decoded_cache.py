@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from datasets.images import DEFAULT_MAX_PIXELS, ImageError, difference_hash, load_resized
+from datasets.image_hash import difference_hash
+from datasets.images import DEFAULT_MAX_PIXELS, ImageError, load_resized
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _build(paths: Sequence[Path], size: tuple[int, int], array_path: Path, meta_
                     problems.append(problem)
                 else:
                     pixels[i] = array
-                    dhash[i] = difference_hash(Image.fromarray(array))
+                    dhash[i] = difference_hash(array)
             bar.update(min(_CHUNK, len(paths) - start))
     pixels.flush()
     del pixels

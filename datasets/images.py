@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from datasets.features.digests import file_sha256 as bytes_sha256
+from datasets.image_hash import difference_hash
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"})
 
@@ -67,15 +68,9 @@ def load_image_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXEL
 def load_resized(source: str | os.PathLike | Image.Image, size: tuple[int, int],
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """uint8 [height, width, 3]: the exact resize training and inference both feed the model."""
-    return np.asarray(resized_image(source, size, max_pixels), dtype=np.uint8)
-
-
-def resized_image(source: str | os.PathLike | Image.Image, size: tuple[int, int],
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """`load_resized` as a Pillow image (for a caller that also hashes it)."""
     image = to_rgb(source) if isinstance(source, Image.Image) else load_image(source, max_pixels)
     height, width = size
-    return image.resize((width, height), Image.Resampling.LANCZOS)
+    return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
 def _decode(source, path: str | os.PathLike, max_pixels: int) -> Image.Image:
@@ -134,7 +129,7 @@ def inspect_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
         sha256=digest,
         width=image.width,
         height=image.height,
-        dhash=difference_hash(image),
+        dhash=difference_hash(pixels),
         is_flat=spread <= flat_tolerance,
     )
 
@@ -146,31 +141,6 @@ def file_sha256(path: str | os.PathLike) -> str:
         return bytes_sha256(path)
     except OSError as err:
         raise ImageError(path, f"unreadable ({_short(err)})") from None
-
-
-def difference_hash(image: Image.Image, hash_size: int = 8) -> int:
-    """64-bit dHash as a signed int64 (fits SQLite INTEGER); near-duplicates differ in few bits."""
-    grey = image.convert("L").resize((hash_size + 1, hash_size), Image.Resampling.LANCZOS)
-    cells = np.asarray(grey, dtype=np.int16)
-    bits = (cells[:, 1:] > cells[:, :-1]).flatten()
-    value = 0
-    for bit in bits:
-        value = (value << 1) | int(bit)
-    return value - (1 << 64) if value >= (1 << 63) else value
-
-
-def hamming_within(left: np.ndarray, right: np.ndarray, max_distance: int,
-                   chunk: int = 2048) -> list[tuple[int, int, int]]:
-    """Index pairs (i, j, distance) with popcount(left[i] ^ right[j]) <= max_distance."""
-    a = np.asarray(left, dtype=np.int64).view(np.uint64)
-    b = np.asarray(right, dtype=np.int64).view(np.uint64)
-    pairs: list[tuple[int, int, int]] = []
-    for start in range(0, len(a), chunk):
-        block = a[start:start + chunk, None] ^ b[None, :]
-        distance = np.bitwise_count(block)
-        rows, cols = np.nonzero(distance <= max_distance)
-        pairs.extend((start + int(i), int(j), int(distance[i, j])) for i, j in zip(rows, cols, strict=False))
-    return pairs
 
 
 def thumbnail(path: str | os.PathLike, side: int = 16,

@@ -19,7 +19,8 @@ import numpy as np
 
 from datasets.catalog import SPLITS, Catalog, ImageRow
 from datasets.config import SplitConfig
-from datasets.images import ImageError, hamming_within, thumbnail
+from datasets.image_hash import hamming_within
+from datasets.images import ImageError, thumbnail
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets.images import (
-    ImageError,
-    difference_hash,
-    hamming_within,
-    inspect_image,
-    load_image,
-)
+from datasets.image_hash import difference_hash, hamming_within
+from datasets.images import ImageError, inspect_image, load_image
 from tests.imagegen import png_bomb, style_image
 
 

@@ -170,7 +170,7 @@ def test_hash_collisions_are_not_reported_as_leaks(tmp_path):
     from PIL import ImageDraw
 
     from datasets.catalog import ImageRow
-    from datasets.images import difference_hash
+    from datasets.image_hash import difference_hash
     from datasets.splits import find_leaks
 
     def disc(colour, name):

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from datasets.decoded_cache import file_fingerprint
-from datasets.images import DEFAULT_MAX_PIXELS, ImageError, difference_hash, load_resized
+from datasets.image_hash import difference_hash
+from datasets.images import DEFAULT_MAX_PIXELS, ImageError, load_resized
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _build(paths, size, encoder, array_path: Path, meta_path: Path, threads: int
     def decode(i: int):
         try:
             pixels = load_resized(paths[i], size, max_pixels)
-            return i, pixels, difference_hash(Image.fromarray(pixels)), None
+            return i, pixels, difference_hash(pixels), None
         except ImageError as err:
             return i, None, 0, str(err)
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from datasets.features.store import ShardContents, write_shard
-from datasets.images import DEFAULT_MAX_PIXELS, ImageError, difference_hash, resized_image
+from datasets.image_hash import difference_hash
+from datasets.images import DEFAULT_MAX_PIXELS, ImageError, load_resized
 from datasets.prefetch import prefetched
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,8 @@ def encode_shard(
 
     def decode(i: int):
         try:
-            image = resized_image(task.paths[i], size, max_pixels)
-            return i, np.asarray(image, dtype=np.uint8), difference_hash(image), ""
+            pixels = load_resized(task.paths[i], size, max_pixels)
+            return i, pixels, difference_hash(pixels), ""
         except ImageError as err:
             return i, None, 0, str(err)
 
