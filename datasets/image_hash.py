@@ -29,17 +29,18 @@ _HASH_ROWS, _HASH_COLUMNS = 8, 9  # 8 rows of 9 grey cells: 8 x 8 neighbour comp
 _ROWS_PER_BLOCK = 256  # bounds the float copies of a large source image (the catalog hashes those)
 
 
+def _sinc(x: float) -> float:
+    if x == 0.0:
+        return 1.0
+    x = x * math.pi
+    return math.sin(x) / x
+
+
 def _lanczos(x: float) -> float:
+    """Pillow's `lanczos_filter` in the same double-precision steps (libm's sin, as Pillow's C)."""
     if not -_LANCZOS_SUPPORT <= x < _LANCZOS_SUPPORT:
         return 0.0
-
-    def sinc(v: float) -> float:
-        if v == 0.0:
-            return 1.0
-        v = v * math.pi
-        return math.sin(v) / v
-
-    return sinc(x) * sinc(x / 3)
+    return _sinc(x) * _sinc(x / 3)
 
 
 @functools.lru_cache(maxsize=128)
