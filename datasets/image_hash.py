@@ -92,6 +92,8 @@ def difference_hash(image: Image.Image | np.ndarray) -> int:
     if isinstance(image, Image.Image):
         image = image if image.mode == "RGB" else image.convert("RGB")
     pixels = np.asarray(image, np.uint8)
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or not pixels.size:
+        raise ValueError(f"difference_hash takes RGB pixels [height, width, 3], got shape {pixels.shape}")
     height, width = pixels.shape[:2]
     down, across = lanczos_matrix(height, _HASH_ROWS), lanczos_matrix(width, _HASH_COLUMNS)
     # Pillow skips a pass whose size does not change (there is no rounding in it to copy).
