@@ -75,7 +75,6 @@ def test_other_modes_hash_as_their_rgb():
     assert difference_hash(rgba) == difference_hash(rgb) == pillow_hash(Image.fromarray(rgb))
 
 
-
 def test_pixels_that_are_not_rgb_are_refused():
     for shape in [(8, 9), (8, 9, 4), (0, 9, 3)]:
         with pytest.raises(ValueError, match="RGB pixels"):
