@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from datasets.image_hash import difference_hash
-from datasets.images import DEFAULT_MAX_PIXELS, ImageError, load_resized
+from datasets.images import DEFAULT_MAX_PIXELS, ImageError, load_resized, resize_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,10 @@ def _build(paths: Sequence[Path], size: tuple[int, int], array_path: Path, meta_
 
 
 def _cache_key(paths: Sequence[Path], size: tuple[int, int]) -> str:
-    """Changes when any file, its size or its modification time, or the target size changes."""
-    digest = hashlib.sha256(f"v{_FORMAT_VERSION} {size[0]}x{size[1]}\n".encode())
+    """Changes when any file, its size or its modification time, the target size or the installed
+    resize (`resize_fingerprint`) changes."""
+    resize = resize_fingerprint(tuple(size))
+    digest = hashlib.sha256(f"v{_FORMAT_VERSION} {size[0]}x{size[1]} {resize}\n".encode())
     for path in paths:
         digest.update(file_fingerprint(path))
     return f"decoded-{size[0]}x{size[1]}-{digest.hexdigest()[:20]}"

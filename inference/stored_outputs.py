@@ -29,7 +29,7 @@ from datasets.features.digests import content_digests, file_sha256
 from datasets.features.encoders import EncoderSpec, encoder_key
 from datasets.features.engines import encode_missing
 from datasets.features.store import FeatureStore, StoreError
-from datasets.images import ImageError, load_image
+from datasets.images import ImageError, load_image, resize_fingerprint
 from inference.query import StyleFinder
 from inference.two_stage_model import TwoStageModel
 
@@ -67,7 +67,8 @@ class StoredOutputs:
         model = bundle.tflite_path if finder.backend == "litert" else bundle.keras_path
         parts = list(zip(self.names, self.widths, strict=True))
         identity = {"kind": "bundle-outputs", "model_sha256": file_sha256(model), "backend": finder.backend,
-                    "size": list(size), "outputs": [[n, w] for n, w in parts], "dtype": "float32"}
+                    "size": list(size), "outputs": [[n, w] for n, w in parts], "dtype": "float32",
+                    "resize": resize_fingerprint(size)}
         layout = tuple({"name": n, "kind": "output", "width": w} for n, w in parts)
         self.spec = EncoderSpec(encoder_key(identity), identity, size, sum(self.widths), layout,
                                 self.store.root, "float32")

@@ -136,6 +136,57 @@ def test_local_shard_slices_and_ray_store_bit_identical_features(encoder_store, 
     assert np.array_equal(results["local"], results["ray"])
 
 
+
+def test_a_machine_whose_pillow_resizes_otherwise_refuses_to_write_into_the_store(encoder_store, tmp_path,
+                                                                                  monkeypatch):
+    """The encoder records how the machine that made it resizes; a worker whose Pillow resizes
+    otherwise (Pillow 12's pass order here, as on a node not yet upgraded) stops before it stores
+    a feature, with one line naming the encoder, and the store stays as it was."""
+    from datasets.features.engines import ShardWorker
+    from datasets.features.shards import plan_shards
+    from datasets.features.store import StoreError
+    from datasets.images import resize_fingerprint
+    from tests.resize_orders import across_first_resize
+
+    paths = make_images(tmp_path / "img", 6)
+    root = tmp_path / "store"
+    spec = copy_encoder(encoder_store, root)
+    assert spec.identity["resize"] == resize_fingerprint(SIZE)
+    with FeatureStore(root) as store:
+        digests = content_digests(store, paths, progress=False)
+        worker = ShardWorker(str(root), spec.key, 1)  # a Ray actor's class, run in this process
+        with across_first_resize(monkeypatch):
+            if resize_fingerprint(SIZE) == spec.identity["resize"]:
+                pytest.skip("this Pillow resizes across first itself")
+            with pytest.raises(StoreError) as refused:
+                encode_missing(store, spec, digests, paths, progress=False)
+            with pytest.raises(StoreError):
+                worker.encode(plan_shards(spec.key, list(zip(digests, map(str, paths), strict=True)))[0])
+        message = str(refused.value)
+        assert message.startswith(f"{spec.json_path}: this machine resizes images differently")
+        assert "\n" not in message
+        assert not list(root.rglob("*.npz"))
+        assert store.missing(spec.key, digests) == list(range(6))
+        assert encode_missing(store, spec, digests, paths, progress=False).images_encoded == 6
+
+
+def test_an_encoder_made_with_another_resize_is_registered_under_a_key_of_its_own(encoder_store, tmp_path,
+                                                                                  monkeypatch):
+    """A two-stage bundle's encoder brought to a machine whose Pillow resizes otherwise: its rows
+    there are that machine's, so they get their own key instead of the maker's."""
+    from datasets.images import resize_fingerprint
+    from tests.resize_orders import across_first_resize
+
+    _, made_here = encoder_store
+    assert made_here.registered_in(tmp_path / "same").key == made_here.key
+    with across_first_resize(monkeypatch):
+        if resize_fingerprint(SIZE) == made_here.identity["resize"]:
+            pytest.skip("this Pillow resizes across first itself")
+        there = made_here.registered_in(tmp_path / "there")
+        assert there.key != made_here.key and there.ready()
+        assert there.identity == {**made_here.identity, "resize": resize_fingerprint(SIZE)}
+        there.check_resize()  # encodes there without complaint
+
 def test_incremental_runs_encode_only_new_images(encoder_store, tmp_path):
     root = tmp_path / "store"
     spec = copy_encoder(encoder_store, root)

@@ -169,3 +169,21 @@ def test_hamming_within_matches_brute_force():
     expected = {(i, j) for i in range(50) for j in range(45)
                 if bin((int(left[i]) ^ int(right[j])) & (2**64 - 1)).count("1") <= 3}
     assert found == expected and {(i, i) for i in range(5)} <= found
+
+
+
+def test_the_resize_fingerprint_names_the_size_and_the_pass_order(monkeypatch):
+    import PIL
+
+    from datasets.images import resize_fingerprint
+    from tests.resize_orders import across_first_resize
+
+    here = resize_fingerprint((32, 40))
+    resize_fingerprint.cache_clear()
+    assert resize_fingerprint((32, 40)) == here and len(here) == 16
+    assert resize_fingerprint((40, 32)) != here
+    with across_first_resize(monkeypatch):
+        pillow_12_order = resize_fingerprint((32, 40))
+    assert resize_fingerprint((32, 40)) == here
+    if int(PIL.__version__.split(".")[0]) >= 13:  # 13 resizes the probe's tall picture down first
+        assert pillow_12_order != here

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from datasets.features.digests import file_sha256
+from datasets.images import resize_fingerprint
 from models.pretrained_weights import PACKAGED, packaged_state_dict
 from models.registry import backbone_spec, resolve_weights
 from training.config import ModelConfig
@@ -12,7 +13,8 @@ from training.config import ModelConfig
 
 def backbone_identity(config: ModelConfig, size: tuple[int, int], seed: int, projection: str = "") -> str:
     """Backbone name, pooling, options, input size, the weights' digest (random initial
-    weights depend on the seed) and `projection`, the fitted Gram projections' digest."""
+    weights depend on the seed), the installed image resize's fingerprint and `projection`,
+    the fitted Gram projections' digest."""
     spec = backbone_spec(config.backbone)
     weights = resolve_weights(spec, config.weights)
     if weights is None:
@@ -25,5 +27,5 @@ def backbone_identity(config: ModelConfig, size: tuple[int, int], seed: int, pro
         source = f"file sha256 {file_sha256(weights)}"
     return json.dumps({"backbone": config.backbone, "pooling": config.pooling or spec.default_pooling,
                        "options": config.backbone_options, "size": list(size), "weights": source,
-                       "projection": projection},
+                       "resize": resize_fingerprint(tuple(size)), "projection": projection},
                       sort_keys=True, default=list)

@@ -1,11 +1,11 @@
 """What an encoder is, and running one: a LiteRT network from images to one feature vector.
 
 An encoder's key is a digest of its identity (backbone, weights digest, input size, the
-statistics it outputs, `FEATURE_VERSION`) and of nothing about a run: a new split, subset or
-Gram projection of stored images reuses their features. The identity and the network live in
-the store (`encoders/<key>.json`, `encoders/<key>.tflite`), so every worker of every engine
-runs the same file; training writes them (`training.style_encoder`), and nothing here imports
-TensorFlow.
+statistics it outputs, the installed resize's fingerprint, `FEATURE_VERSION`) and of nothing
+about a run: a new split, subset or Gram projection of stored images reuses their features.
+The identity and the network live in the store (`encoders/<key>.json`, `encoders/<key>.tflite`),
+so every worker of every engine runs the same file; training writes them
+(`training.style_encoder`), and nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import PIL
 
 from datasets.features.store import FeatureStore, StoreError
+from datasets.images import resize_fingerprint
 
 FEATURE_VERSION = 1  # bump when what an encoder outputs changes for the same identity
 BATCH = 16  # images per call of a caller's own encoder (Keras on a GPU, a bundle's whole model)
@@ -80,10 +82,28 @@ class EncoderSpec:
     def ready(self) -> bool:
         return self.json_path.is_file() and self.tflite_path.is_file()
 
+    def check_resize(self) -> None:
+        """Refuse to encode into the store on a machine whose image resize differs from the one
+        that made this encoder (`resize_fingerprint`): its features would not match the stored
+        ones. An encoder made before the fingerprint was recorded is not checked."""
+        made = self.identity.get("resize")
+        here = resize_fingerprint(tuple(self.size))
+        if made is not None and made != here:
+            raise StoreError(
+                f"{self.json_path}: this machine resizes images differently from the one that made "
+                f"the encoder (resize {here} with Pillow {PIL.__version__}, the encoder's {made}), so "
+                "its features would not match the stored ones; install the Pillow release it was made with"
+            )
+
     def registered_in(self, root: str | os.PathLike) -> EncoderSpec:
         """This encoder in the store at `root`, its files copied there if it lacks them (a
-        two-stage bundle's encoder, whose rows are then shared with training's)."""
+        two-stage bundle's encoder, whose rows are then shared with training's). A bundle made
+        where Pillow resizes otherwise is registered under this machine's resize, a key of its
+        own: its rows here are this machine's, and never mixed with the maker's."""
         spec = replace(self, root=Path(root))
+        if "resize" in self.identity and self.identity["resize"] != resize_fingerprint(tuple(self.size)):
+            identity = {**self.identity, "resize": resize_fingerprint(tuple(self.size))}
+            spec = replace(spec, key=encoder_key(identity), identity=identity)
         if not spec.ready():
             spec.tflite_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = spec.tflite_path.with_name(f".{spec.key}.{os.getpid()}.tmp")

@@ -74,6 +74,7 @@ def encode_missing(store: FeatureStore, spec: EncoderSpec, digests: Sequence[str
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
     started = time.perf_counter()
+    spec.check_resize()  # every engine decodes here, with this machine's Pillow
     store.reconcile(spec.key)
     missing = store.missing(spec.key, digests)
     # Absolute paths: a Ray worker runs in a folder of its own.
@@ -125,6 +126,7 @@ class ShardWorker:
         self.lanes = litert_lanes(self.spec, threads)
 
     def encode(self, task: ShardTask) -> ShardResult:
+        self.spec.check_resize()  # this node's Pillow, which may not be the driver's
         return encode_shard(task, self.lanes, self.spec.size, self.spec.dim,
                             self.store.shard_path(self.spec.key, task.name), LANE_BATCH,
                             dtype=self.spec.dtype)
