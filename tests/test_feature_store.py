@@ -216,6 +216,33 @@ def test_the_cli_reports_and_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert '"images_dropped": 4' in capsys.readouterr().out
 
 
+
+def test_gc_drops_a_whole_encoder_and_a_wrong_key_drops_nothing(tmp_path, capsys):
+    paths = make_images(tmp_path, 6)
+    root = tmp_path / "store"
+    with FeatureStore(root) as store:
+        digests, _ = fill(store, paths, "enc-old")  # e.g. the key before a Pillow upgrade
+        fill(store, paths)
+    (root / "encoders").mkdir()
+    for suffix in (".json", ".tflite"):
+        (root / "encoders" / f"enc-old{suffix}").write_text("{}")
+    before = sorted(p.name for p in root.rglob("*"))
+    drop = ["gc", "--store", str(root), "--json", "--drop-encoder", "enc-old"]
+    assert features_cli([*drop, "--dry-run"]) == 0
+    assert '"images_dropped": 6' in capsys.readouterr().out
+    assert features_cli([*drop, "--drop-encoder", "enc-olb"]) == 2  # a typo beside a right key
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no encoder 'enc-olb'" in err
+    assert sorted(p.name for p in root.rglob("*")) == before
+    assert features_cli(drop) == 0
+    assert '"shards_deleted": 2' in capsys.readouterr().out
+    assert not (root / "shards" / "enc-old").exists() and not list((root / "encoders").iterdir())
+    assert not [p for p in root.iterdir() if p.name.startswith(".dropping")]
+    with FeatureStore(root) as store:
+        store.reconcile()
+        assert set(store.stats()["encoders"]) == {"enc-test"}
+        assert len(store.missing("enc-old", digests)) == 6 and store.missing("enc-test", digests) == []
+
 def test_an_index_held_by_another_writer_waits_rather_than_failing(tmp_path):
     paths = make_images(tmp_path, 4)
     with FeatureStore(tmp_path / "store") as store:

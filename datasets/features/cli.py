@@ -2,6 +2,7 @@
 
     python -m datasets.features stats --store runs/cache/store
     python -m datasets.features gc --store runs/cache/store --keep-catalog data/catalog.sqlite
+    python -m datasets.features gc --store runs/cache/store --drop-encoder enc-0123456789abcdef
     python -m datasets.features verify --store runs/cache/store
 
 Encoding is `python -m training.encode` (it builds the encoder); nothing here imports TensorFlow.
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--keep-catalog", action="append", default=[], help="a catalog whose images stay")
     gc.add_argument("--keep-manifest", action="append", default=[], help="a manifest whose images stay")
     gc.add_argument("--image-root", help="folder the manifests' image paths are relative to")
+    gc.add_argument("--drop-encoder", action="append", default=[], metavar="KEY",
+                    help="drop every feature of encoder KEY (see stats), e.g. one a Pillow upgrade replaced")
     gc.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
     return parser
 
@@ -71,6 +74,20 @@ def verify(store: FeatureStore) -> dict:
     return {"shards_checked": checked, "shards_dropped": dropped}
 
 
+def collect_garbage(store: FeatureStore, args: argparse.Namespace) -> dict:
+    """The encoders dropped whole, then the images no kept catalog or manifest refers to."""
+    # Every key checked before anything goes: a typo must not cost the other encoders' features.
+    planned = [store.drop_encoder(key, dry_run=True) for key in args.drop_encoder]
+    report: dict = {"encoders_dropped": planned if args.dry_run else
+                    [store.drop_encoder(key) for key in args.drop_encoder]}
+    if args.keep_catalog or args.keep_manifest:
+        from datasets.features.digests import content_digests
+
+        kept = [d for d in content_digests(store, _kept_paths(args), progress=False) if d]
+        report.update(store.gc(kept, args.dry_run))
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -85,12 +102,10 @@ def main(argv: list[str] | None = None) -> int:
             elif args.command == "verify":
                 report = verify(store)
             else:
-                if not (args.keep_catalog or args.keep_manifest):
-                    raise StoreError("gc needs --keep-catalog or --keep-manifest: what should stay")
-                from datasets.features.digests import content_digests
-
-                kept = [d for d in content_digests(store, _kept_paths(args), progress=False) if d]
-                report = store.gc(kept, args.dry_run)
+                if not (args.keep_catalog or args.keep_manifest or args.drop_encoder):
+                    raise StoreError("gc needs --keep-catalog, --keep-manifest or --drop-encoder: what "
+                                     "should stay or go")
+                report = collect_garbage(store, args)
     except (StoreError, ValueError, OSError) as err:
         print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -109,6 +124,10 @@ def _print(report: dict) -> None:
                   f"{entry.get('shards', 0)} shards, {entry.get('bytes', 0) / 1e6:.1f} MB, "
                   f"{entry.get('bytes_per_image', 0)} bytes/image")
     else:
+        for entry in report.get("encoders_dropped", ()):
+            print(f"encoder {entry['encoder']}: {entry['images_dropped']} images in "
+                  f"{entry['shards_deleted']} shards, {entry['bytes_freed'] / 1e6:.1f} MB")
         for key, value in report.items():
-            print(f"{key}: {value}")
+            if key != "encoders_dropped":
+                print(f"{key}: {value}")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import sqlite3
 import struct
@@ -333,6 +334,31 @@ class FeatureStore:
                 self.db.execute("DELETE FROM shards WHERE encoder = ? AND name = ?", (encoder, shard))
             path.unlink(missing_ok=True)
             report["bytes_freed"] += size
+        return report
+
+    def drop_encoder(self, encoder: str, dry_run: bool = False) -> dict:
+        """Drop every row, shard and file of `encoder` (one no run asks for any more: an older
+        backbone, or the key before a Pillow upgrade changed the resize)."""
+        images = self.db.execute("SELECT COUNT(*) FROM entries WHERE encoder = ?", (encoder,)).fetchone()[0]
+        shards, size = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM shards WHERE encoder = ?", (encoder,)).fetchone()
+        files = [self.root / "encoders" / f"{encoder}{suffix}" for suffix in (".json", ".tflite")]
+        folder = self.shard_dir(encoder)
+        if not (images or shards or folder.is_dir() or any(f.exists() for f in files)):
+            raise StoreError(f"{self.root}: no encoder {encoder!r} in the store (`stats` lists them)")
+        report = {"encoder": encoder, "images_dropped": images, "shards_deleted": shards, "bytes_freed": size}
+        if dry_run:
+            return report
+        # The folder leaves shards/ first, so that no reconcile registers its files again.
+        doomed = self.root / f".dropping-{encoder}"
+        if folder.is_dir():
+            os.replace(folder, doomed)
+        with self.db:
+            self.db.execute("DELETE FROM entries WHERE encoder = ?", (encoder,))
+            self.db.execute("DELETE FROM shards WHERE encoder = ?", (encoder,))
+        shutil.rmtree(doomed, ignore_errors=True)
+        for path in files:
+            path.unlink(missing_ok=True)
         return report
 
     def _rewrite(self, encoder: str, shard: str, live: set[str]) -> None:
