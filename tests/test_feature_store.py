@@ -234,6 +234,8 @@ def test_gc_drops_a_whole_encoder_and_a_wrong_key_drops_nothing(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no encoder 'enc-olb'" in err
     assert sorted(p.name for p in root.rglob("*")) == before
+    (root / ".dropping-enc-old").mkdir()  # a drop killed midway, once
+    (root / ".dropping-enc-old" / "x.npz").write_bytes(b"")
     assert features_cli(drop) == 0
     assert '"shards_deleted": 2' in capsys.readouterr().out
     assert not (root / "shards" / "enc-old").exists() and not list((root / "encoders").iterdir())

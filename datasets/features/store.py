@@ -351,6 +351,7 @@ class FeatureStore:
             return report
         # The folder leaves shards/ first, so that no reconcile registers its files again.
         doomed = self.root / f".dropping-{encoder}"
+        shutil.rmtree(doomed, ignore_errors=True)  # what a drop killed midway left
         if folder.is_dir():
             os.replace(folder, doomed)
         with self.db:
