@@ -174,6 +174,7 @@ def test_an_encoder_made_with_another_resize_is_registered_under_a_key_of_its_ow
                                                                                   monkeypatch):
     """A two-stage bundle's encoder brought to a machine whose Pillow resizes otherwise: its rows
     there are that machine's, so they get their own key instead of the maker's."""
+    from datasets.features.encoders import other_resizes
     from datasets.images import resize_fingerprint
     from tests.resize_orders import across_first_resize
 
@@ -186,6 +187,9 @@ def test_an_encoder_made_with_another_resize_is_registered_under_a_key_of_its_ow
         assert there.key != made_here.key and there.ready()
         assert there.identity == {**made_here.identity, "resize": resize_fingerprint(SIZE)}
         there.check_resize()  # encodes there without complaint
+        # Training there (a --shard job, say) finds the maker's encoder in a shared store and says so.
+        assert other_resizes(made_here.root, there.identity) == [made_here.key]
+    assert other_resizes(made_here.root, made_here.identity) == []
 
 def test_incremental_runs_encode_only_new_images(encoder_store, tmp_path):
     root = tmp_path / "store"

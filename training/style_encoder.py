@@ -24,7 +24,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from datasets.features.encoders import EncoderSpec, encoder_key
+from datasets.features.encoders import EncoderSpec, encoder_key, other_resizes
 from datasets.features.store import FeatureStore
 from datasets.images import ImageError, load_resized
 from models.channel_statistics import ChannelStatistics
@@ -94,6 +94,10 @@ def ensure_encoder(store: FeatureStore, config: ModelConfig, size: tuple[int, in
     spec = ready_encoder(root, key)
     if spec is not None:
         return spec
+    for other in other_resizes(root, identity):
+        log.warning("%s: the store's encoder %s is this backbone resized by another Pillow release; "
+                    "this machine encodes under %s of its own, and neither shares the other's rows: "
+                    "give every machine the same Pillow release", root, other, key)
     backbone = build_backbone(raw, size)
     spec = EncoderSpec(key, identity, tuple(size), int(backbone.output_shape[-1]), feature_layout(backbone),
                        root)

@@ -35,6 +35,21 @@ def encoder_key(identity: dict) -> str:
     return "enc-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def other_resizes(root: str | os.PathLike, identity: dict) -> list[str]:
+    """Keys of the store's encoders that are `identity` but for the resize: made where Pillow
+    resizes otherwise, their rows are not this machine's to share."""
+    found = []
+    for path in sorted(Path(root, "encoders").glob("enc-*.json")):
+        try:
+            other = json.loads(path.read_text()).get("identity", {})
+        except (OSError, ValueError):
+            continue
+        if other.get("resize") not in (None, identity.get("resize")) and \
+                {**other, "resize": identity.get("resize")} == identity:
+            found.append(path.stem)
+    return found
+
+
 @dataclass(frozen=True)
 class EncoderSpec:
     """An encoder registered in a store: `layout` lists its output's parts as
