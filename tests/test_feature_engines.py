@@ -138,10 +138,11 @@ def test_local_shard_slices_and_ray_store_bit_identical_features(encoder_store, 
 
 
 def test_a_machine_whose_pillow_resizes_otherwise_refuses_to_write_into_the_store(encoder_store, tmp_path,
-                                                                                  monkeypatch):
+                                                                                  monkeypatch, capsys):
     """The encoder records how the machine that made it resizes; a worker whose Pillow resizes
     otherwise (Pillow 12's pass order here, as on a node not yet upgraded) stops before it stores
     a feature, with one line naming the encoder, and the store stays as it was."""
+    from datasets.features.cli import main as features_cli
     from datasets.features.engines import ShardWorker
     from datasets.features.shards import plan_shards
     from datasets.features.store import StoreError
@@ -162,12 +163,17 @@ def test_a_machine_whose_pillow_resizes_otherwise_refuses_to_write_into_the_stor
                 encode_missing(store, spec, digests, paths, progress=False)
             with pytest.raises(StoreError):
                 worker.encode(plan_shards(spec.key, list(zip(digests, map(str, paths), strict=True)))[0])
+            assert features_cli(["stats", "--store", str(root)]) == 0
+            assert "ANOTHER resize than this machine's" in capsys.readouterr().out
         message = str(refused.value)
         assert message.startswith(f"{spec.json_path}: this machine resizes images differently")
         assert "\n" not in message
         assert not list(root.rglob("*.npz"))
         assert store.missing(spec.key, digests) == list(range(6))
         assert encode_missing(store, spec, digests, paths, progress=False).images_encoded == 6
+    assert features_cli(["stats", "--store", str(root), "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)["encoders"][spec.key]
+    assert described["same_resize"] is True and described["what"] == "efficientnet_lite0 at 32x32"
 
 
 def test_an_encoder_made_with_another_resize_is_registered_under_a_key_of_its_own(encoder_store, tmp_path,

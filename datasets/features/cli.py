@@ -17,7 +17,9 @@ import sys
 import zipfile
 from pathlib import Path
 
+from datasets.features.encoders import EncoderSpec
 from datasets.features.store import FeatureStore, StoreError
+from datasets.images import resize_fingerprint
 
 EXIT_BAD_INPUT = 2
 
@@ -74,6 +76,26 @@ def verify(store: FeatureStore) -> dict:
     return {"shards_checked": checked, "shards_dropped": dropped}
 
 
+def describe_encoders(store: FeatureStore, report: dict) -> dict:
+    """Each encoder of a `stats` report with what it is, from its description in the store, and
+    whether this machine resizes as its maker did (`same_resize`: None when not recorded); an
+    encoder described but with nothing stored yet is listed too."""
+    for path in sorted((store.root / "encoders").glob("enc-*.json")):
+        report["encoders"].setdefault(path.stem, {"images": 0, "usable": 0, "shards": 0, "bytes": 0})
+    for key, entry in report["encoders"].items():
+        try:
+            spec = EncoderSpec.load(store, key)
+        except StoreError:
+            entry.update(what="no description (encoders/ lacks it)", same_resize=None)
+            continue
+        identity = spec.identity
+        what = identity.get("backbone") or identity.get("kind") or "encoder"
+        made = identity.get("resize")
+        entry.update(what=f"{what} at {spec.size[0]}x{spec.size[1]}",
+                     same_resize=None if made is None else made == resize_fingerprint(tuple(spec.size)))
+    return report
+
+
 def collect_garbage(store: FeatureStore, args: argparse.Namespace) -> dict:
     """The encoders dropped whole, then the images no kept catalog or manifest refers to."""
     # Every key checked before anything goes: a typo must not cost the other encoders' features.
@@ -85,6 +107,8 @@ def collect_garbage(store: FeatureStore, args: argparse.Namespace) -> dict:
 
         kept = [d for d in content_digests(store, _kept_paths(args), progress=False) if d]
         report.update(store.gc(kept, args.dry_run))
+    if args.dry_run:
+        report["dry_run"] = "nothing was deleted"
     return report
 
 
@@ -98,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         with FeatureStore(root) as store:
             if args.command == "stats":
                 store.reconcile()
-                report = store.stats()
+                report = describe_encoders(store, store.stats())
             elif args.command == "verify":
                 report = verify(store)
             else:
@@ -120,9 +144,11 @@ def _print(report: dict) -> None:
     if "encoders" in report:
         print(f"{report['root']}: {report['bytes'] / 1e6:.1f} MB; {report['files_remembered']} file digests")
         for key, entry in sorted(report["encoders"].items()):
+            resize = {True: "this machine's resize", False: "ANOTHER resize than this machine's",
+                      None: "resize not recorded"}[entry.get("same_resize")]
             print(f"  {key}: {entry['images']} images ({entry['usable']} usable) in "
                   f"{entry.get('shards', 0)} shards, {entry.get('bytes', 0) / 1e6:.1f} MB, "
-                  f"{entry.get('bytes_per_image', 0)} bytes/image")
+                  f"{entry.get('bytes_per_image', 0)} bytes/image; {entry.get('what', '')}, {resize}")
     else:
         for entry in report.get("encoders_dropped", ()):
             print(f"encoder {entry['encoder']}: {entry['images_dropped']} images in "
