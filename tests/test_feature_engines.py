@@ -194,8 +194,14 @@ def test_an_encoder_made_with_another_resize_is_registered_under_a_key_of_its_ow
         assert there.identity == {**made_here.identity, "resize": resize_fingerprint(SIZE)}
         there.check_resize()  # encodes there without complaint
         # Training there (a --shard job, say) finds the maker's encoder in a shared store and says so.
-        assert other_resizes(made_here.root, there.identity) == [made_here.key]
-    assert other_resizes(made_here.root, made_here.identity) == []
+        assert other_resizes(made_here.root, there.identity) == {made_here.key: made_here.identity["resize"]}
+    assert other_resizes(made_here.root, made_here.identity) == {}
+    # An encoder described before encoders recorded their resize (every store made until then).
+    old = {**made_here.to_json(), "key": "enc-0000000000000000"}
+    old["identity"] = {k: v for k, v in made_here.identity.items() if k != "resize"}
+    (tmp_path / "old" / "encoders").mkdir(parents=True)
+    (tmp_path / "old" / "encoders" / "enc-0000000000000000.json").write_text(json.dumps(old))
+    assert other_resizes(tmp_path / "old", made_here.identity) == {"enc-0000000000000000": None}
 
 def test_incremental_runs_encode_only_new_images(encoder_store, tmp_path):
     root = tmp_path / "store"

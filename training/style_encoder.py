@@ -94,10 +94,12 @@ def ensure_encoder(store: FeatureStore, config: ModelConfig, size: tuple[int, in
     spec = ready_encoder(root, key)
     if spec is not None:
         return spec
-    for other in other_resizes(root, identity):
-        log.warning("%s: the store's encoder %s is this backbone resized by another Pillow release; "
-                    "this machine encodes under %s of its own, and neither shares the other's rows: "
-                    "give every machine the same Pillow release", root, other, key)
+    for other, resize in other_resizes(root, identity).items():
+        why = ("was made before encoders recorded their resize" if resize is None else
+               "resizes as another Pillow release does; give every machine the same release")
+        log.warning("%s: the store's encoder %s is this backbone but %s: this run encodes under %s, "
+                    "and `python -m datasets.features gc --store %s --drop-encoder %s` frees the other "
+                    "once nothing uses it", root, other, why, key, root, other)
     backbone = build_backbone(raw, size)
     spec = EncoderSpec(key, identity, tuple(size), int(backbone.output_shape[-1]), feature_layout(backbone),
                        root)

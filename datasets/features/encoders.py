@@ -35,18 +35,19 @@ def encoder_key(identity: dict) -> str:
     return "enc-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def other_resizes(root: str | os.PathLike, identity: dict) -> list[str]:
-    """Keys of the store's encoders that are `identity` but for the resize: made where Pillow
-    resizes otherwise, their rows are not this machine's to share."""
-    found = []
+def other_resizes(root: str | os.PathLike, identity: dict) -> dict[str, str | None]:
+    """The store's encoders that are `identity` but for the resize, by key, with the resize they
+    recorded (None: made before encoders recorded one). Made where Pillow resizes otherwise, or
+    not known to resize alike, their rows are not this machine's to share."""
+    found = {}
     for path in sorted(Path(root, "encoders").glob("enc-*.json")):
         try:
             other = json.loads(path.read_text()).get("identity", {})
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             continue
-        if other.get("resize") not in (None, identity.get("resize")) and \
-                {**other, "resize": identity.get("resize")} == identity:
-            found.append(path.stem)
+        resize = identity.get("resize")
+        if other.get("resize") != resize and {**other, "resize": resize} == identity:
+            found[path.stem] = other.get("resize")
     return found
 
 
