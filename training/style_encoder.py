@@ -137,10 +137,10 @@ def _check_conversion(backbone: keras.Model, tflite: Path, size, paths) -> float
 
     from datasets.tf_runtime import quiet_stderr
 
-    with quiet_stderr():
+    with quiet_stderr():  # XNNPACK announces itself when the first call applies it
         runner = Interpreter(model_path=str(tflite), num_threads=os.cpu_count()).get_signature_runner()
-    name = next(iter(runner.get_input_details()))
-    got = np.asarray(next(iter(runner(**{name: pixels.astype(np.float32) / 255.0}).values())), np.float64)
+        name = next(iter(runner.get_input_details()))
+        got = np.asarray(next(iter(runner(**{name: pixels.astype(np.float32) / 255.0}).values())), np.float64)
     want = np.asarray(backbone.predict_on_batch(pixels.astype(np.float32) / 255.0), np.float64)
     cosine = float(np.min(np.sum(got * want, 1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1)
                                                      + 1e-12)))
