@@ -203,6 +203,22 @@ def test_an_encoder_made_with_another_resize_is_registered_under_a_key_of_its_ow
     (tmp_path / "old" / "encoders" / "enc-0000000000000000.json").write_text(json.dumps(old))
     assert other_resizes(tmp_path / "old", made_here.identity) == {"enc-0000000000000000": None}
 
+
+def test_a_ray_worker_error_reaches_the_driver_as_itself(encoder_store, tmp_path):
+    """A worker that cannot read the images (they are not on a filesystem it sees) stops the run
+    with its own one-line error, not Ray's wrapper naming the actor."""
+    import socket
+
+    paths = make_images(tmp_path / "img", 4)
+    root = tmp_path / "store"
+    spec = copy_encoder(encoder_store, root)
+    with FeatureStore(root) as store:
+        digests = content_digests(store, paths, progress=False)
+        paths[2].unlink()  # gone between the driver's digests and the worker's reading
+        with pytest.raises(FileNotFoundError) as failed:
+            encode_missing(store, spec, digests, paths, "ray", workers=1, progress=False)
+    assert str(failed.value).startswith(f"{socket.gethostname()} cannot read {paths[2]}")
+
 def test_incremental_runs_encode_only_new_images(encoder_store, tmp_path):
     root = tmp_path / "store"
     spec = copy_encoder(encoder_store, root)

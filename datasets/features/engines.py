@@ -182,7 +182,12 @@ def _ray_loop(ray, store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask
                     running[actor.encode.remote(task)] = (actor, task)
         done, _ = ray.wait(list(running), num_returns=1)
         running.pop(done[0])
-        result = ray.get(done[0])
+        try:
+            result = ray.get(done[0])
+        except ray.exceptions.RayTaskError as err:
+            # The worker's own error (this node resizes otherwise, it cannot see the images), not
+            # Ray's wrapper, whose first line names only the actor and its process.
+            raise (err.cause if isinstance(err.cause, Exception) else err) from None
         store.add_shard(spec.key, result.name)
         results.append(result)
         bar.update(result.images)
