@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 SHARD_IMAGES = 512  # ~11 MB of float16 features at the default encoder's 10,824 dims
 _DECODE_AHEAD = 64  # decoded images waiting for the network: bounds memory
+# Images a lane decodes before it encodes them one call at a time: each network pass evicts the
+# core's caches, so decoding a few in a row starts cold once, not every image (docs/benchmarks.md,
+# twelfth session).
+_LANE_RUN = 8
 
 Encoder = Callable[[np.ndarray], np.ndarray]  # uint8 [n, H, W, 3] -> features [n, dim]
 
@@ -139,7 +143,9 @@ def encode_shard(
     if len(lanes) == 1:
         encode(lanes[0], prefetched(decode, range(n), _DECODE_AHEAD, max(1, threads)))
     else:
-        _run_lanes(lanes, n, batch, lambda network, rows: encode(network, map(decode, rows)))
+        # A list, not a map: the run is decoded whole before its first network call.
+        _run_lanes(lanes, n, max(batch, _LANE_RUN),
+                   lambda network, rows: encode(network, [decode(i) for i in rows]))
     write_shard(
         Path(path), ShardContents(np.array(task.digests), features, usable, dhash, np.array(problems))
     )
