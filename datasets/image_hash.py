@@ -26,7 +26,10 @@ _LANCZOS_SUPPORT = 3.0
 # so float32 holds them exactly.
 _GREY_WEIGHTS = np.array([[19595.0], [38470.0], [7471.0]], np.float32)
 _HASH_ROWS, _HASH_COLUMNS = 8, 9  # 8 rows of 9 grey cells: 8 x 8 neighbour comparisons
-_ROWS_PER_BLOCK = 256  # bounds the float copies of a large source image (the catalog hashes those)
+# Pixels per block of rows: the block's float copies (about 0.75 MB) stay in a core's L2, which made
+# a 4000x3000 source's hash 1.8x and a 1000x1400 one 1.6x faster than blocks of 256 rows
+# (docs/benchmarks.md, twelfth session); it also bounds the copies of any large source.
+_BLOCK_PIXELS = 32768
 
 
 def _sinc(x: float) -> float:
@@ -98,11 +101,12 @@ def difference_hash(image: Image.Image | np.ndarray) -> int:
     down, across = lanczos_matrix(height, _HASH_ROWS), lanczos_matrix(width, _HASH_COLUMNS)
     # Pillow skips a pass whose size does not change (there is no rounding in it to copy).
     resize_down, resize_across = height != _HASH_ROWS, width != _HASH_COLUMNS
-    starts = range(0, height, _ROWS_PER_BLOCK)
-    greys = (grey_levels(pixels[start : start + _ROWS_PER_BLOCK]).astype(np.float64) for start in starts)
+    rows = max(1, _BLOCK_PIXELS // width)
+    starts = range(0, height, rows)
+    greys = (grey_levels(pixels[start : start + rows]).astype(np.float64) for start in starts)
     if height > _HASH_ROWS and 2 * (width - _HASH_COLUMNS) < height - _HASH_ROWS:
         # Pillow 13 resizes such images down first, then across; each pass rounds.
-        sums = sum(down[start : start + _ROWS_PER_BLOCK].T @ grey
+        sums = sum(down[start : start + rows].T @ grey
                    for start, grey in zip(starts, greys, strict=True))
         cells = _rounded(sums)  # [8, W]
         cells = _resample(cells, across) if resize_across else cells
