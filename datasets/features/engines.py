@@ -74,7 +74,7 @@ def encode_missing(store: FeatureStore, spec: EncoderSpec, digests: Sequence[str
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
     started = time.perf_counter()
-    spec.check_resize()  # every engine decodes here, with this machine's Pillow
+    spec.check_resize()  # every engine's run starts here: this machine's Pillow must resize alike
     store.reconcile(spec.key)
     missing = store.missing(spec.key, digests)
     # Absolute paths: a Ray worker runs in a folder of its own.
