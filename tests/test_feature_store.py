@@ -134,6 +134,23 @@ def test_lanes_write_the_same_shard_as_one_encoder_and_a_failing_lane_writes_not
     assert not (tmp_path / "failed.npz").exists() and not list(tmp_path.glob(".*.tmp"))
 
 
+
+@pytest.mark.parametrize("n", [1, 9, 100, 513])
+def test_lanes_take_every_row_once_in_runs_that_shrink_at_the_end(n):
+    from datasets.features.shards import _run_lanes
+
+    runs, lock = [], threading.Lock()
+
+    def work(lane, rows):
+        time.sleep(0.0005)
+        with lock:
+            runs.append(rows)
+
+    _run_lanes(["a", "b", "c"], n, 8, work)
+    assert sorted(i for rows in runs for i in rows) == list(range(n))
+    ordered = sorted(runs, key=lambda rows: rows.start)
+    assert max(map(len, ordered)) <= 8 and len(ordered[-1]) == 1  # no lane is left with a whole run
+
 def test_an_orphan_shard_is_indexed_and_a_vanished_one_is_forgotten(tmp_path):
     paths = make_images(tmp_path, 8)
     root = tmp_path / "store"

@@ -154,18 +154,21 @@ def encode_shard(
 
 def _run_lanes(lanes: Sequence[Encoder], n: int, batch: int,
                work: Callable[[Encoder, range], None]) -> None:
-    """`work(lane, rows)` over consecutive runs of `batch` rows of `n`, each lane taking the next
-    run when it is free. An error (or an interrupt here) stops every lane after its current run."""
-    starts = iter(range(0, n, batch))
+    """`work(lane, rows)` over consecutive runs of up to `batch` rows of `n`, each lane taking the
+    next run when it is free; runs shrink near the end, so that no lane idles for long while another
+    finishes a whole run. An error (or an interrupt here) stops every lane after its current run."""
+    taken = 0
     lock, stop = threading.Lock(), threading.Event()
 
     def lane(network: Encoder) -> None:
+        nonlocal taken
         while not stop.is_set():
             with lock:
-                first = next(starts, None)
-            if first is None:
+                first = taken
+                taken = last = min(n, first + max(1, min(batch, (n - first) // (2 * len(lanes)))))
+            if first >= n:
                 return
-            work(network, range(first, min(first + batch, n)))
+            work(network, range(first, last))
 
     with ThreadPoolExecutor(len(lanes)) as pool:
         running = [pool.submit(lane, network) for network in lanes]
