@@ -251,8 +251,6 @@ def test_gc_drops_a_whole_encoder_and_a_wrong_key_drops_nothing(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no encoder 'enc-olb'" in err
     assert sorted(p.name for p in root.rglob("*")) == before
-    (root / ".dropping-enc-old").mkdir()  # a drop killed midway, once
-    (root / ".dropping-enc-old" / "x.npz").write_bytes(b"")
     assert features_cli(drop) == 0
     assert '"shards_deleted": 2' in capsys.readouterr().out
     assert not (root / "shards" / "enc-old").exists() and not list((root / "encoders").iterdir())
@@ -261,6 +259,27 @@ def test_gc_drops_a_whole_encoder_and_a_wrong_key_drops_nothing(tmp_path, capsys
         store.reconcile()
         assert set(store.stats()["encoders"]) == {"enc-test"}
         assert len(store.missing("enc-old", digests)) == 6 and store.missing("enc-test", digests) == []
+
+
+def test_a_drop_killed_after_its_commit_is_finished_by_the_next_opening(tmp_path, caplog):
+    """A kill -9 of `gc --drop-encoder` leaves the encoder whole (before the rename that commits
+    the drop) or dropped: the next FeatureStore finishes what the kill left, before anyone reads."""
+    paths = make_images(tmp_path, 6)
+    root = tmp_path / "store"
+    with FeatureStore(root) as store:
+        digests, _ = fill(store, paths, "enc-old")
+        fill(store, paths)
+    (root / "encoders").mkdir()
+    (root / "encoders" / "enc-old.json").write_text("{}")
+    (root / "shards" / "enc-old").rename(root / ".dropping-enc-old")  # killed right after the commit
+    with FeatureStore(root) as store:
+        store.reconcile()
+        assert set(store.stats()["encoders"]) == {"enc-test"}
+        assert len(store.missing("enc-old", digests)) == 6 and store.missing("enc-test", digests) == []
+    assert sorted(p.name for p in root.iterdir()) == ["encoders", "index.sqlite", "shards"]
+    assert not list((root / "encoders").iterdir())
+    assert "missing" not in caplog.text  # finished as a drop, not repaired as lost shards
+
 
 def test_an_index_held_by_another_writer_waits_rather_than_failing(tmp_path):
     paths = make_images(tmp_path, 4)

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 INDEX_NAME = "index.sqlite"
 SHARD_SUFFIX = ".npz"
+_DROPPING = ".dropping-"  # an encoder folder moved aside: the drop is committed
 _STALE_TMP_SECONDS = 6 * 3600  # a temporary shard this old belongs to a writer that died
 _SQL_CHUNK = 50_000
 
@@ -130,6 +131,8 @@ class FeatureStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self._db: sqlite3.Connection | None = None
+        if any(self.root.glob(f"{_DROPPING}*")):  # before anyone reads an encoder half dropped
+            self.finish_drops()
 
     # -- the index ---------------------------------------------------------------------------
     @property
@@ -349,18 +352,28 @@ class FeatureStore:
         report = {"encoder": encoder, "images_dropped": images, "shards_deleted": shards, "bytes_freed": size}
         if dry_run:
             return report
-        # The folder leaves shards/ first, so that no reconcile registers its files again.
-        doomed = self.root / f".dropping-{encoder}"
-        shutil.rmtree(doomed, ignore_errors=True)  # what a drop killed midway left
+        # One rename commits the drop: before it the encoder is whole; after it, whatever a kill
+        # leaves is finished by the next FeatureStore opened here (`finish_drops`).
+        doomed = self.root / f"{_DROPPING}{encoder}"
         if folder.is_dir():
             os.replace(folder, doomed)
+        else:
+            doomed.mkdir()
+        self._finish_drop(encoder)
+        return report
+
+    def finish_drops(self) -> None:
+        """Complete every encoder drop that a kill interrupted after its commit."""
+        for doomed in sorted(self.root.glob(f"{_DROPPING}*")):
+            self._finish_drop(doomed.name.removeprefix(_DROPPING))
+
+    def _finish_drop(self, encoder: str) -> None:
         with self.db:
             self.db.execute("DELETE FROM entries WHERE encoder = ?", (encoder,))
             self.db.execute("DELETE FROM shards WHERE encoder = ?", (encoder,))
-        shutil.rmtree(doomed, ignore_errors=True)
-        for path in files:
-            path.unlink(missing_ok=True)
-        return report
+        for suffix in (".json", ".tflite"):
+            (self.root / "encoders" / f"{encoder}{suffix}").unlink(missing_ok=True)
+        shutil.rmtree(self.root / f"{_DROPPING}{encoder}", ignore_errors=True)
 
     def _rewrite(self, encoder: str, shard: str, live: set[str]) -> None:
         contents = read_shard(self.shard_path(encoder, shard))
