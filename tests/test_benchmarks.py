@@ -1,4 +1,4 @@
-"""benchmarks/author_probes.py on the demo bundle: its JSON, and one line for a bad bundle."""
+"""Benchmarks that need no training: author probes (demo bundle), parts of catalog_scale, image_hash."""
 
 import csv
 import json
@@ -68,3 +68,14 @@ def test_catalog_scale_synthetic_store_and_query_parts_print_their_figures(tmp_p
     assert queries["exemplars"] == 400 and queries["top1_title_of_own_cluster"] > 0.9
     assert queries["enroll_images"] == 3 and queries["enroll_output"].startswith("enrolled 3 images")
     assert figures["stored_queries"]["images"] == 5 and figures["stored_queries"]["same_titles"]
+
+
+def test_image_hash_benchmark_times_each_shape_against_its_baselines():
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "image_hash.py"), "--repeats", "1"],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout)
+    rows = figures["difference_hash"]
+    assert [r["shape"] for r in rows] == ["320x320", "800x600", "1000x1400", "4000x3000"]
+    assert all(r["same_as_256_rows"] and r["ms"] > 0 and r["ms_pillow"] > 0 for r in rows)
+    assert figures["resize_fingerprint_320_ms"] > 0

@@ -2,7 +2,7 @@
 
     python -m datasets.features stats --store runs/cache/store
     python -m datasets.features gc --store runs/cache/store --keep-catalog data/catalog.sqlite
-    python -m datasets.features gc --store runs/cache/store --drop-encoder enc-0123456789abcdef
+    python -m datasets.features gc --store runs/cache/store --drop-encoder KEY  # a key `stats` lists
     python -m datasets.features verify --store runs/cache/store
 
 Encoding is `python -m training.encode` (it builds the encoder); nothing here imports TensorFlow.
