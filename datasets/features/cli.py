@@ -19,7 +19,6 @@ from pathlib import Path
 
 from datasets.features.encoders import EncoderSpec
 from datasets.features.store import FeatureStore, StoreError
-from datasets.images import resize_fingerprint
 
 EXIT_BAD_INPUT = 2
 
@@ -88,11 +87,8 @@ def describe_encoders(store: FeatureStore, report: dict) -> dict:
         except StoreError:
             entry.update(what="no description (encoders/ lacks it)", same_resize=None)
             continue
-        identity = spec.identity
-        what = identity.get("backbone") or identity.get("kind") or "encoder"
-        made = identity.get("resize")
-        entry.update(what=f"{what} at {spec.size[0]}x{spec.size[1]}",
-                     same_resize=None if made is None else made == resize_fingerprint(tuple(spec.size)))
+        what = spec.identity.get("backbone") or spec.identity.get("kind") or "encoder"
+        entry.update(what=f"{what} at {spec.size[0]}x{spec.size[1]}", same_resize=spec.same_resize)
     return report
 
 

@@ -40,12 +40,12 @@ def other_resizes(root: str | os.PathLike, identity: dict) -> dict[str, str | No
     recorded (None: made before encoders recorded one). Made where Pillow resizes otherwise, or
     not known to resize alike, their rows are not this machine's to share."""
     found = {}
+    resize = identity.get("resize")
     for path in sorted(Path(root, "encoders").glob("enc-*.json")):
         try:
             other = json.loads(path.read_text()).get("identity", {})
         except (OSError, ValueError, AttributeError):
             continue
-        resize = identity.get("resize")
         if other.get("resize") != resize and {**other, "resize": resize} == identity:
             found[path.stem] = other.get("resize")
     return found
@@ -98,16 +98,21 @@ class EncoderSpec:
     def ready(self) -> bool:
         return self.json_path.is_file() and self.tflite_path.is_file()
 
+    @property
+    def same_resize(self) -> bool | None:
+        """Whether this machine resizes images as the one that made the encoder did
+        (`resize_fingerprint`); None for an encoder made before the fingerprint was recorded."""
+        made = self.identity.get("resize")
+        return None if made is None else made == resize_fingerprint(tuple(self.size))
+
     def check_resize(self) -> None:
         """Refuse to encode into the store on a machine whose image resize differs from the one
-        that made this encoder (`resize_fingerprint`): its features would not match the stored
-        ones. An encoder made before the fingerprint was recorded is not checked."""
-        made = self.identity.get("resize")
-        here = resize_fingerprint(tuple(self.size))
-        if made is not None and made != here:
+        that made this encoder: its features would not match the stored ones."""
+        if self.same_resize is False:
             raise StoreError(
                 f"{self.json_path}: this machine resizes images differently from the one that made "
-                f"the encoder (resize {here} with Pillow {PIL.__version__}, the encoder's {made}), so "
+                f"the encoder (resize {resize_fingerprint(tuple(self.size))} with Pillow {PIL.__version__}, "
+                f"the encoder's {self.identity['resize']}), so "
                 "its features would not match the stored ones; install the Pillow release it was made with"
             )
 
@@ -117,7 +122,7 @@ class EncoderSpec:
         where Pillow resizes otherwise is registered under this machine's resize, a key of its
         own: its rows here are this machine's, and never mixed with the maker's."""
         spec = replace(self, root=Path(root))
-        if "resize" in self.identity and self.identity["resize"] != resize_fingerprint(tuple(self.size)):
+        if self.same_resize is False:
             identity = {**self.identity, "resize": resize_fingerprint(tuple(self.size))}
             spec = replace(spec, key=encoder_key(identity), identity=identity)
         if not spec.ready():
