@@ -132,6 +132,9 @@ def encode_shard(
                 problems[i] = problem
                 continue
             usable[i], dhash[i] = True, digest
+            if batch == 1:  # a LiteRT lane: a view, not a stacked copy of every image
+                features[i] = network(pixels[None])[0]
+                continue
             pending.append((i, pixels))
             if len(pending) == batch:
                 features[[j for j, _ in pending]] = network(np.stack([p for _, p in pending]))
