@@ -281,6 +281,7 @@ def test_a_killed_encoder_loses_at_most_its_shard_in_flight_and_a_rerun_finishes
     rerun = encode_cli("--manifest", str(manifest), "--store", str(root), "--json")
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
+    assert err == "", err  # --quiet: no bars, no notices (LiteRT's included), only the --json report
     report = json.loads(out)
     assert report["images_encoded"] == 3000 - 512 * written  # nothing finished is encoded again
     with FeatureStore(root) as store:

@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", help="model settings of this YAML config")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars, no notices: only warnings, errors and --json's report")
     return parser.parse_args(argv)
 
 
@@ -60,7 +61,7 @@ def image_paths(args: argparse.Namespace) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     overrides = list(args.set) + [f"features.{key}={json.dumps(value)}" for key, value in
                                   (("store", args.store), ("engine", args.engine),
                                    ("ray_address", args.ray_address), ("workers", args.workers))

@@ -144,15 +144,18 @@ class LiteRTEncoder:
 
         self.spec = spec
         try:
-            with quiet_stderr():  # XNNPACK announces itself on stderr
+            # XNNPACK announces itself on stderr when the first call applies it: that call is made
+            # here, on a blank image, and not later in a lane where stderr cannot be held back.
+            with quiet_stderr():
                 self.interpreter = Interpreter(model_path=str(spec.tflite_path),
                                                num_threads=threads or os.cpu_count() or 1)
                 self.runner = self.interpreter.get_signature_runner()
+                self.input_name = next(iter(self.runner.get_input_details()))
+                self.output_name = next(iter(self.runner.get_output_details()))
+                self(np.zeros((1, *spec.size, 3), np.uint8))
         except (ValueError, RuntimeError) as err:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise StoreError(f"{spec.tflite_path}: not a valid LiteRT model ({reason})") from None
-        self.input_name = next(iter(self.runner.get_input_details()))
-        self.output_name = next(iter(self.runner.get_output_details()))
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         # One pass, the same float32 quotients as converting and then dividing.
