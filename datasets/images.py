@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import PIL
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from datasets.features.digests import file_sha256 as bytes_sha256
@@ -105,6 +106,21 @@ def resize_fingerprint(size: tuple[int, int]) -> str:
         picture = Image.fromarray(pixels, "RGBA") if n == 0 else Image.fromarray(pixels[..., :3], "RGB")
         digest.update(load_resized(picture, size).tobytes())
     return digest.hexdigest()[:16]
+
+
+def resize_record(size: tuple[int, int]) -> dict[str, str]:
+    """What a bundle records about the resize that made its model's inputs: Pillow's release and
+    `resize_fingerprint` at the bundle's input `size` (height, width)."""
+    return {"pillow": PIL.__version__, "fingerprint": resize_fingerprint(tuple(size))}
+
+
+def resizes_otherwise(record: dict[str, str], size: tuple[int, int]) -> bool:
+    """Whether this machine resizes unlike the one that wrote `record` (`resize_record`). The same
+    Pillow release is taken to resize alike, without computing the fingerprint (about 10 ms of a
+    query's cold start); an empty record (a bundle from before records) is never said to differ."""
+    if not record or record.get("pillow") == PIL.__version__:
+        return False
+    return record.get("fingerprint") != resize_fingerprint(tuple(size))
 
 
 def _decode(source, path: str | os.PathLike, max_pixels: int) -> Image.Image:

@@ -93,6 +93,9 @@ class Bundle:
     title_index: str = INDEX  # the title index file, written before bundle.json names it
     # Catalog file (resolved path) -> the highest image id `enroll --catalog C --new` took from it.
     catalog_marks: dict[str, int] = field(default_factory=dict)
+    # The resize that made the model's inputs at export (`datasets.images.resize_record`); empty for
+    # bundles exported before it was recorded.
+    resize: dict[str, str] = field(default_factory=dict)
     # Each title's images in the space where enrolled authors are named; None for bundles
     # exported before them (their title means stand in, see `title_exemplars`).
     exemplars: TitleExemplars | None = None

@@ -58,6 +58,8 @@ OPTIONAL_FIELDS = {
     "title_index": (lambda v: _is_str(v) and "/" not in v and v.endswith(".npz"), "a .npz file name"),
     "catalog_marks": (lambda v: isinstance(v, dict) and all(_is_count(n) for n in v.values()),
                       "an object of catalog paths to image ids"),
+    "resize": (lambda v: isinstance(v, dict) and all(_is_str(k) and _is_str(x) for k, x in v.items()),
+               "an object of strings"),
 }
 ENROLLED_FIELDS = {
     "title": (_is_str, "a string"),

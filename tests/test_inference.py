@@ -347,3 +347,32 @@ def test_a_corrupt_model_or_wrong_bundle_json_is_one_line_in_every_cli(tiny_run,
         assert err.splitlines() == [err] and "Traceback" not in err, (case, err)
         assert err.startswith(f"error: {message}"), (case, err)
         assert {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()} == before, case
+
+
+def test_a_bundle_from_a_pillow_that_resizes_otherwise_is_said(tiny_run, tiny_bundle, tmp_path, monkeypatch):
+    """The export records its resize; a query where Pillow resizes otherwise warns, and still answers."""
+    import PIL
+
+    from datasets.images import resize_fingerprint, resizes_otherwise
+    from tests.resize_orders import across_first_resize
+
+    meta = json.loads((tiny_bundle / "bundle.json").read_text())
+    size = tuple(meta["image_size"])
+    assert meta["resize"] == {"pillow": PIL.__version__, "fingerprint": resize_fingerprint(size)}
+    with across_first_resize(monkeypatch):  # what Pillow 12 makes of the probe pictures
+        pillow_12 = resize_fingerprint(size)
+    if pillow_12 == meta["resize"]["fingerprint"]:
+        pytest.skip("this Pillow resizes in Pillow 12's order: no other resize to emulate")
+    older = tmp_path / "older"
+    shutil.copytree(tiny_bundle, older)
+    meta["resize"] = {"pillow": "12.3.0", "fingerprint": pillow_12}
+    (older / "bundle.json").write_text(json.dumps(meta))
+    image = tiny_run[0] / "a0t0_0.png"
+    document, result = similar_json(image, "--bundle", older)
+    assert result.stderr.count("\n") == 1 and "Pillow 12.3.0 resized images otherwise" in result.stderr
+    assert "pillow==12.3.0" in result.stderr and document["results"][0]["titles"]
+    # Another release that resizes alike, the same release, or nothing recorded: nothing to say.
+    assert not resizes_otherwise({"pillow": "0.0", "fingerprint": resize_fingerprint(size)}, size)
+    assert not resizes_otherwise({"pillow": PIL.__version__, "fingerprint": "never computed"}, size)
+    assert not resizes_otherwise({}, size)
+    assert similar_json(image, "--bundle", tiny_bundle)[1].stderr == ""

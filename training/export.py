@@ -14,6 +14,7 @@ import numpy as np
 
 from datasets.catalog import ImageRow
 from datasets.features.encoders import EncoderSpec
+from datasets.images import resize_record
 from datasets.tf_runtime import quiet_stderr
 from inference.author_prototypes import calibrate
 from inference.bundle import (
@@ -78,7 +79,7 @@ def export_bundle(model, data: TrainingData, config: RunConfig, size: tuple[int,
         author_prior=[authors[a] / len(data.train_rows) for a in vocabulary.authors],
         titles=titles, title_embeddings=title_embeddings,
         open_set=_open_set_thresholds(val.outputs, title_embeddings) if val.rows else {},
-        prototype_temperature=temperature, exemplars=exemplars)
+        prototype_temperature=temperature, exemplars=exemplars, resize=resize_record(size))
     bundle.save()
     serving = serving_model(model)
     serving.save(tmp / "model.keras")  # uncompiled: no optimizer state, no title head
