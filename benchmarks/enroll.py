@@ -157,7 +157,9 @@ def main() -> None:
         "train_seconds": round(train_seconds, 1),
         "enroll": {"images": report.images, "seconds": round(enroll_seconds, 2),
                    "seconds_per_1000_images": round(1000 * enroll_seconds / max(report.images, 1), 2),
-                   "rejected": len(report.rejected)},
+                   "rejected": len(report.rejected),
+                   "look_alikes": [[p.title, p.other, round(p.share, 3), round(p.share_back, 3)]
+                                   for p in report.look_alikes]},
         # The same images through the query path in batches of 64 (decode, model, search, authors):
         # what naming enrolled authors adds to a query.
         "query_ms_per_image": {"before_enrolling": round(1000 * query_before / len(trained_test), 2),

@@ -40,6 +40,7 @@ from inference.bundle import (
     TitleEntry,
     write_thumbnail,
 )
+from inference.look_alikes import LookAlike, look_alikes
 from inference.query import StyleFinder
 from inference.search import unit_rows
 from inference.title_exemplars import TitleExemplars
@@ -68,10 +69,17 @@ class EnrollReport:
     new_authors: list[str] = field(default_factory=list)
     images: int = 0
     rejected: list[str] = field(default_factory=list)  # one line per image or title left out
+    look_alikes: list[LookAlike] = field(default_factory=list)  # touched titles hard to tell apart
+    unexamined: int = 0  # touched titles the look-alike check had no budget left for
 
     def summary(self) -> str:
-        return (f"enrolled {self.images} images: {len(self.added)} new titles, {len(self.updated)} updated, "
-                f"{len(self.new_authors)} new authors; rejected {len(self.rejected)}")
+        lines = [f"enrolled {self.images} images: {len(self.added)} new titles, {len(self.updated)} updated, "
+                 f"{len(self.new_authors)} new authors; rejected {len(self.rejected)}"]
+        lines += [pair.describe() for pair in self.look_alikes]
+        if self.unexamined:
+            lines.append(f"look-alikes: {self.unexamined} of the titles enrolled were not examined "
+                         "(the check's budget was spent on the others)")
+        return "\n".join(lines)
 
 
 @dataclass
@@ -140,7 +148,10 @@ def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source:
             exemplars = exemplars.extended(np.concatenate(added_exemplars), np.concatenate(added_rows))
         if catalog_mark:
             bundle = replace(bundle, catalog_marks={**bundle.catalog_marks, catalog_mark[0]: catalog_mark[1]})
-        _commit(bundle, entries, embeddings, exemplars, enrolled_authors, list(enrolled.values()))
+        updated = _commit(bundle, entries, embeddings, exemplars, enrolled_authors, list(enrolled.values()))
+        names = [t.name for t in updated.titles]
+        touched = [names.index(name) for name in report.added + report.updated]
+        report.look_alikes, report.unexamined = look_alikes(updated.title_exemplars, names, touched)
     return report
 
 

@@ -179,6 +179,11 @@ class TitleExemplars:
             object.__setattr__(self, "_groups", (n, order, starts, counts, sums))
         return sums
 
+    def rows_of_titles(self, n_titles: int) -> list[np.ndarray]:
+        """Each title's exemplar rows, in title order."""
+        order, starts, _ = self._grouped(n_titles)
+        return [order[starts[t]:starts[t + 1]] for t in range(n_titles)]
+
     def _counts(self, n_titles: int) -> np.ndarray:
         return self._grouped(n_titles)[2]
 
@@ -254,8 +259,7 @@ class TitleExemplars:
         ([titles] mask, the enrolled: the bias is fitted on them) up to half, the rest drawn."""
         rng = np.random.default_rng(seed)
         budget = CALIBRATION_BUDGET if len(self.vectors) <= EXACT_EXEMPLARS else GRAPH_CALIBRATION_BUDGET
-        order, starts, _ = self._grouped(n_titles)
-        members = [m for m in (order[starts[t]:starts[t + 1]] for t in range(n_titles)) if len(m) >= 2]
+        members = [m for m in self.rows_of_titles(n_titles) if len(m) >= 2]
         if len(members) > budget:
             first = np.array([self.titles[m[0]] for m in members])
             wanted = np.zeros(len(members), bool) if favoured is None else np.asarray(favoured, bool)[first]

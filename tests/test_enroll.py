@@ -93,6 +93,19 @@ def test_enrolling_a_title_the_bundle_has_updates_it(tiny_bundle, tmp_path):
     assert after.enrolled[0].images == 5 and after.enrolled_authors == []
 
 
+def test_enrolling_a_copy_of_a_trained_title_names_the_look_alike(tiny_run, tiny_bundle, tmp_path):
+    """A title whose images are a trained title's own: the enroll says queries may confuse the two."""
+    bundle_dir = _bundle_copy(tiny_bundle, tmp_path)
+    manifest = tmp_path / "copy.csv"
+    manifest.write_text("image,title,author,genres\n" + "".join(
+        f"a0t0_{i}.png,title0-0 again,author0,\n" for i in range(8)))
+    result = run_cli("inference.enroll", "--bundle", str(bundle_dir), str(manifest), "--image-root",
+                     str(tiny_run[0]), "--quiet", check_exit=0)
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("enrolled 8 images: 1 new titles")
+    assert any(line.startswith("look-alike: title0-0 again and title0-0: ") for line in lines[1:]), lines
+
+
 def test_bad_enroll_input_is_one_line(tiny_bundle, tmp_path):
     bundle_dir = _bundle_copy(tiny_bundle, tmp_path)
     manifest = tmp_path / "m.csv"
