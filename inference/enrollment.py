@@ -150,7 +150,8 @@ def enroll(bundle_dir: str | os.PathLike, images: Sequence[EnrollImage], source:
             bundle = replace(bundle, catalog_marks={**bundle.catalog_marks, catalog_mark[0]: catalog_mark[1]})
         updated = _commit(bundle, entries, embeddings, exemplars, enrolled_authors, list(enrolled.values()))
         names = [t.name for t in updated.titles]
-        touched = [names.index(name) for name in report.added + report.updated]
+        row_of = {name: row for row, name in enumerate(names)}
+        touched = [row_of[name] for name in report.added + report.updated]
         report.look_alikes, report.unexamined = look_alikes(updated.title_exemplars, names, touched)
     return report
 
