@@ -51,6 +51,7 @@ BATCH = 32
 LOCK = ".enroll.lock"
 MODEL_CARD = "MODEL_CARD.md"
 CARD_SECTION = "## Enrolled titles"
+LOOK_ALIKES_SHOWN = 5  # the most alike pairs in the summary; an enroll of mixed titles finds many
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,9 @@ class EnrollReport:
     def summary(self) -> str:
         lines = [f"enrolled {self.images} images: {len(self.added)} new titles, {len(self.updated)} updated, "
                  f"{len(self.new_authors)} new authors; rejected {len(self.rejected)}"]
-        lines += [pair.describe() for pair in self.look_alikes]
+        lines += [pair.describe() for pair in self.look_alikes[:LOOK_ALIKES_SHOWN]]
+        if len(self.look_alikes) > LOOK_ALIKES_SHOWN:
+            lines.append(f"look-alikes: {len(self.look_alikes) - LOOK_ALIKES_SHOWN} more pairs, less alike")
         if self.unexamined:
             lines.append(f"look-alikes: {self.unexamined} of the titles enrolled were not examined "
                          "(the check's budget was spent on the others)")

@@ -39,3 +39,17 @@ def test_titles_past_the_budget_are_counted_and_single_images_skipped(monkeypatc
     monkeypatch.setattr(look_alikes_module, "BUDGET", 2 * per_title)
     pairs, unexamined = look_alikes(exemplars, [f"t{i}" for i in range(6)], [1, 2, 3, 4, 5])
     assert pairs == [] and unexamined == 2  # 1 and 2 examined; 3 and 4 not; 5 has one image
+
+
+def test_the_enroll_summary_shows_the_most_alike_pairs_and_counts_the_rest():
+    from inference.enrollment import LOOK_ALIKES_SHOWN, EnrollReport
+    from inference.look_alikes import LookAlike
+
+    pairs = [LookAlike(f"new{i}", "old", 0.9 - i / 100, 0.2) for i in range(LOOK_ALIKES_SHOWN + 2)]
+    lines = EnrollReport(images=9, look_alikes=pairs, unexamined=3).summary().splitlines()
+    assert lines[0].startswith("enrolled 9 images")
+    assert [line.split(":")[1].strip() for line in lines[1:LOOK_ALIKES_SHOWN + 1]] == \
+        [f"new{i} and old" for i in range(LOOK_ALIKES_SHOWN)]
+    assert lines[-2:] == ["look-alikes: 2 more pairs, less alike",
+                          "look-alikes: 3 of the titles enrolled were not examined (the check's budget was "
+                          "spent on the others)"]
