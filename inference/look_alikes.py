@@ -2,9 +2,10 @@
 
 Enrolling a fork of a title the bundle knows (an icon theme derived from another, a webtoon's
 spin-off by the same studio) makes queries of either likely to name the other: on the enroll
-benchmark's draws every trained-title image that enrolled titles took went to a fork of its own
-title (mate took gnome's, elementary-xfce elementary's; docs/benchmarks.md, thirteenth session).
-The user should hear it when it happens, not find it in the answers later.
+benchmark's five icon draws every trained-title image that enrolled titles took went to a fork of
+its own title (mate took gnome's, elementary-xfce elementary's); on the fonts, to families of the
+same kind (sans, serif; docs/benchmarks.md, thirteenth session). The user should hear it when it
+happens, not find it in the answers later.
 
 For each title touched by an enroll, some of its images are held out one at a time and ranked
 against every title's exemplars (`TitleExemplars.scores`, the nearest-exemplar score that names
