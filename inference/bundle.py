@@ -31,6 +31,7 @@ import numpy as np
 
 from datasets.features.encoders import EncoderSpec
 from datasets.features.store import StoreError
+from datasets.images import resizes_otherwise
 from inference.bundle_schema import check_manifest
 from inference.title_exemplars import TitleExemplars
 
@@ -153,6 +154,19 @@ class Bundle:
         if not spec.tflite_path.is_file():
             raise BundleError(f"{spec.tflite_path}: missing (the encoder {found[0].name} describes)")
         return spec
+
+    def resize_warning(self) -> str | None:
+        """One line when this machine's Pillow resizes images otherwise than the one that exported
+        the bundle (its model's input is Pillow's Lanczos; releases differ by a few grey levels on
+        tall images); None when it resizes alike or the bundle recorded nothing."""
+        if not resizes_otherwise(self.resize, self.image_size):
+            return None
+        import PIL
+
+        made = self.resize.get("pillow")
+        return (f"{self.path}: exported where Pillow {made} resized images otherwise than this machine's "
+                f"Pillow {PIL.__version__}: answers may differ slightly from its figures (pillow=={made} "
+                "gives its inputs)")
 
     def save(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

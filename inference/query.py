@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datasets.images import DEFAULT_MAX_PIXELS, load_image, load_resized, resizes_otherwise
+from datasets.images import DEFAULT_MAX_PIXELS, load_image, load_resized
 from inference.author_prototypes import combine, title_author_matrix, title_probabilities
 from inference.bundle import MANIFEST, Bundle, BundleError
 from inference.runner import ModelRunner, open_runner
@@ -105,14 +105,8 @@ class StyleFinder:
         if ranking not in RANKINGS:
             raise ValueError(f"unknown ranking {ranking!r}; choose from {', '.join(RANKINGS)}")
         bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle or DEMO_BUNDLE)
-        if resizes_otherwise(bundle.resize, bundle.image_size):
-            import PIL
-
-            # Pillow's Lanczos is the model's input; releases differ by a few grey levels on tall images.
-            made = bundle.resize.get("pillow")
-            log.warning("%s: exported where Pillow %s resized images otherwise than this machine's Pillow "
-                        "%s: answers may differ slightly from its figures (pillow==%s gives its inputs)",
-                        bundle.path, made, PIL.__version__, made)
+        if warning := bundle.resize_warning():
+            log.warning("%s", warning)
         self.runner: ModelRunner = open_runner(bundle, backend)
         self.ranking = ranking
         self.index_kind = index
