@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inference.query import SimilarityResult
+from inference.results import SimilarityResult
 
 COLUMNS = 5
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from PIL import Image
 from datasets.images import DEFAULT_MAX_PIXELS, load_image, load_resized
 from inference.author_prototypes import combine, title_author_matrix, title_probabilities
 from inference.bundle import MANIFEST, Bundle, BundleError
+from inference.results import AuthorGuess, GenreGuess, SimilarityResult, SimilarTitle
 from inference.runner import ModelRunner, open_runner
 from inference.search import build_index, unit_rows
 from inference.style_map import voting_windows
@@ -35,51 +36,6 @@ TOP_AUTHORS = 3
 log = logging.getLogger(__name__)
 
 ImageInput = str | os.PathLike | Image.Image
-
-
-@dataclass(frozen=True)
-class AuthorGuess:
-    name: str
-    probability: float
-    prior: float  # the author's share of training images: what guessing blindly would give
-
-
-@dataclass(frozen=True)
-class GenreGuess:
-    name: str
-    probability: float
-    threshold: float
-
-
-@dataclass(frozen=True)
-class SimilarTitle:
-    rank: int
-    title: str
-    author: str | None
-    score: float  # cosine similarity (embedding mode) or author probability (author mode)
-    similarity: float  # cosine similarity in both modes
-    thumbnail: str | None  # absolute path of a representative thumbnail
-    genres: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class SimilarityResult:
-    image: str
-    mode: str
-    backend: str
-    authors: tuple[AuthorGuess, ...]
-    genres: tuple[GenreGuess, ...]
-    titles: tuple[SimilarTitle, ...]
-    unknown_author: bool
-    open_set: dict[str, float]  # the image's best author probability and title similarity, thresholds
-    # With a synopsis: the text's genres, the fused genres (or None) and a note (inference/text_genres.py).
-    synopsis: dict | None = None
-    # When explained (inference/style_map.py): where each author's style is, and [] or the mixed styles.
-    style_map: dict | None = None
-    mixed: list[dict] | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

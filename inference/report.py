@@ -39,7 +39,8 @@ from datasets.images import ImageError, file_problem, is_image_name, load_image
 from datasets.texts import SYNOPSIS_FILE, TextError, read_text_file
 from inference.bundle import BundleError
 from inference.contact_sheet import draw_contact_sheet
-from inference.query import DEMO_BUNDLE, MODES, SimilarityResult, StyleFinder
+from inference.query import DEMO_BUNDLE, MODES, StyleFinder
+from inference.results import SimilarityResult
 from inference.style_map import mixed_summary
 from inference.style_overlay import write_overlay
 from inference.text_genres import synopsis_argument

@@ -28,7 +28,8 @@ from datasets.features.store import StoreError
 from datasets.images import ImageError, load_image
 from datasets.texts import TextError
 from inference.bundle import BundleError
-from inference.query import DEMO_BUNDLE, MODES, RANKINGS, SimilarityResult, StyleFinder
+from inference.query import DEMO_BUNDLE, MODES, RANKINGS, StyleFinder
+from inference.results import SimilarityResult
 from inference.style_map import mixed_summary
 from inference.text_genres import synopsis_argument
 from models.text_genre_model import TextModelError
