@@ -9,7 +9,10 @@ against Pillow on square, wide, tall and tiny images). Owning it also keeps the 
 with the installed Pillow: before 13, Pillow resized tall images across first.
 Each pass is one matrix product: its sums are integers far below 2**53, which BLAS adds exactly
 in any order. It takes 0.26 ms against Pillow's 0.44 ms on a 320 px image, on the cores that
-run the network while the store encodes (docs/benchmarks.md, eleventh session).
+run the network while the store encodes (docs/benchmarks.md, eleventh session). Given a Pillow
+image, the grey levels are Pillow's own `convert("L")` (in C, about twice as fast as numpy's) once
+this process has checked on a probe picture that Pillow's grey formula is still the one above;
+otherwise numpy computes them, so the hash never moves with Pillow.
 """
 
 from __future__ import annotations
@@ -81,6 +84,17 @@ def _rounded(sums: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(sums * (1.0 / (1 << _PRECISION_BITS))), 0, 255)
 
 
+@functools.lru_cache(maxsize=1)
+def pillow_grey_agrees() -> bool:
+    """Whether this Pillow's `convert("L")` gives `grey_levels` exactly, on a probe of 65,536 pixels
+    (every red and green level together, blue stepped through all 256): about 2 ms, once a process."""
+    index = np.arange(1 << 16)
+    probe = np.stack([index & 255, index >> 8, (index * 37 + 11) & 255], -1).astype(np.uint8)
+    probe = probe.reshape(256, 256, 3)
+    pillow = np.asarray(Image.fromarray(probe, "RGB").convert("L"), np.float32)
+    return bool(np.array_equal(pillow, grey_levels(probe)))
+
+
 def grey_levels(pixels: np.ndarray) -> np.ndarray:
     """Pillow's `convert("L")` of uint8 RGB [H, W, 3], as exact float32 integers [H, W]."""
     flat = pixels.reshape(-1, 3).astype(np.float32) @ _GREY_WEIGHTS
@@ -92,18 +106,22 @@ def grey_levels(pixels: np.ndarray) -> np.ndarray:
 def difference_hash(image: Image.Image | np.ndarray) -> int:
     """64-bit dHash of an RGB image (Pillow image or uint8 [H, W, 3]) as a signed int64 (fits
     SQLite INTEGER); near-duplicates differ in few bits."""
+    pillow_grey = None  # uint8 [H, W] from Pillow, when it computes the grey levels alike
     if isinstance(image, Image.Image):
         image = image if image.mode == "RGB" else image.convert("RGB")
-    pixels = np.asarray(image, np.uint8)
-    if pixels.ndim != 3 or pixels.shape[2] != 3 or not pixels.size:
+        if image.width and image.height and pillow_grey_agrees():
+            pillow_grey = np.asarray(image.convert("L"), np.uint8)
+    pixels = np.asarray(image, np.uint8) if pillow_grey is None else None
+    if pixels is not None and (pixels.ndim != 3 or pixels.shape[2] != 3 or not pixels.size):
         raise ValueError(f"difference_hash takes RGB pixels [height, width, 3], got shape {pixels.shape}")
-    height, width = pixels.shape[:2]
+    height, width = (pillow_grey if pixels is None else pixels).shape[:2]
     down, across = lanczos_matrix(height, _HASH_ROWS), lanczos_matrix(width, _HASH_COLUMNS)
     # Pillow skips a pass whose size does not change (there is no rounding in it to copy).
     resize_down, resize_across = height != _HASH_ROWS, width != _HASH_COLUMNS
     rows = max(1, _BLOCK_PIXELS // width)
     starts = range(0, height, rows)
-    greys = (grey_levels(pixels[start : start + rows]).astype(np.float64) for start in starts)
+    greys = (grey_levels(pixels[start : start + rows]).astype(np.float64) if pixels is not None
+             else pillow_grey[start : start + rows].astype(np.float64) for start in starts)
     if height > _HASH_ROWS and 2 * (width - _HASH_COLUMNS) < height - _HASH_ROWS:
         # Pillow 13 resizes such images down first, then across; each pass rounds.
         sums = sum(down[start : start + rows].T @ grey

@@ -71,9 +71,15 @@ def load_image_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXEL
 def load_resized(source: str | os.PathLike | Image.Image, size: tuple[int, int],
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """uint8 [height, width, 3]: the exact resize training and inference both feed the model."""
+    return np.asarray(resized_image(source, size, max_pixels), dtype=np.uint8)
+
+
+def resized_image(source: str | os.PathLike | Image.Image, size: tuple[int, int],
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """`load_resized` as an RGB Pillow image (for a caller that also hashes it with Pillow's help)."""
     image = to_rgb(source) if isinstance(source, Image.Image) else load_image(source, max_pixels)
     height, width = size
-    return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS), dtype=np.uint8)
+    return image.resize((width, height), Image.Resampling.LANCZOS)
 
 
 @functools.lru_cache(maxsize=16)

@@ -7,7 +7,7 @@ import PIL
 import pytest
 from PIL import Image
 
-from datasets.image_hash import difference_hash, grey_levels
+from datasets.image_hash import difference_hash, grey_levels, pillow_grey_agrees
 
 LANCZOS = Image.Resampling.LANCZOS
 PILLOW_13 = int(PIL.__version__.split(".")[0]) >= 13
@@ -67,6 +67,31 @@ def test_grey_levels_are_pillows_convert_l():
     pixels = np.random.default_rng(0).integers(0, 256, (300, 200, 3), dtype=np.uint8)
     pixels[0, :3] = [[255, 255, 255], [0, 0, 0], [255, 0, 128]]  # the extremes of the sums
     assert np.array_equal(grey_levels(pixels), np.asarray(Image.fromarray(pixels).convert("L")))
+
+
+def test_a_pillow_whose_grey_differs_is_not_asked_for_it(monkeypatch):
+    """Given a Pillow image, the hash takes Pillow's grey levels only while Pillow's formula is ours:
+    a release with another one (here Rec. 709 weights) leaves every hash as it was."""
+    real_convert = Image.Image.convert
+
+    def rec709_grey(self, mode=None, *args, **kwargs):
+        if mode == "L" and self.mode == "RGB":
+            levels = np.asarray(self, np.float64) @ np.array([0.2126, 0.7152, 0.0722])
+            return Image.fromarray(np.round(levels).astype(np.uint8), "L")
+        return real_convert(self, mode, *args, **kwargs)
+
+    pixels = pixels_of(90, 70, 0, np.random.default_rng(3))
+    expected = difference_hash(pixels)
+    assert pillow_grey_agrees() and difference_hash(Image.fromarray(pixels)) == expected
+    monkeypatch.setattr(Image.Image, "convert", rec709_grey)
+    pillow_grey_agrees.cache_clear()
+    try:
+        other = np.asarray(Image.fromarray(pixels).convert("L"))
+        assert not np.array_equal(other, grey_levels(pixels))  # the stand-in does differ
+        assert not pillow_grey_agrees()
+        assert difference_hash(Image.fromarray(pixels)) == expected
+    finally:
+        pillow_grey_agrees.cache_clear()
 
 
 def test_other_modes_hash_as_their_rgb():

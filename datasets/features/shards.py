@@ -26,7 +26,7 @@ import numpy as np
 
 from datasets.features.store import ShardContents, write_shard
 from datasets.image_hash import difference_hash
-from datasets.images import DEFAULT_MAX_PIXELS, ImageError, load_resized
+from datasets.images import DEFAULT_MAX_PIXELS, ImageError, resized_image
 from datasets.prefetch import prefetched
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,9 @@ def encode_shard(
 
     def decode(i: int):
         try:
-            pixels = load_resized(task.paths[i], size, max_pixels)
-            return i, pixels, difference_hash(pixels), ""
+            image = resized_image(task.paths[i], size, max_pixels)
+            # The hash from the Pillow image: its grey levels come from Pillow's C (image_hash.py).
+            return i, np.asarray(image, np.uint8), difference_hash(image), ""
         except ImageError as err:
             return i, None, 0, str(err)
 
