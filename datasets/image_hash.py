@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -103,25 +104,30 @@ def grey_levels(pixels: np.ndarray) -> np.ndarray:
     return np.floor(flat, out=flat).reshape(pixels.shape[:2])
 
 
-def difference_hash(image: Image.Image | np.ndarray) -> int:
-    """64-bit dHash of an RGB image (Pillow image or uint8 [H, W, 3]) as a signed int64 (fits
-    SQLite INTEGER); near-duplicates differ in few bits."""
-    pillow_grey = None  # uint8 [H, W] from Pillow, when it computes the grey levels alike
+def _grey_rows(image: Image.Image | np.ndarray) -> tuple[tuple[int, int], Callable[[int, int], np.ndarray]]:
+    """(height, width) and a function of (first, last) giving those rows' grey levels: from Pillow's
+    grey image when Pillow computes them alike (`pillow_grey_agrees`), else `grey_levels` of the rows."""
     if isinstance(image, Image.Image):
         image = image if image.mode == "RGB" else image.convert("RGB")
         if image.width and image.height and pillow_grey_agrees():
-            pillow_grey = np.asarray(image.convert("L"), np.uint8)
-    pixels = np.asarray(image, np.uint8) if pillow_grey is None else None
-    if pixels is not None and (pixels.ndim != 3 or pixels.shape[2] != 3 or not pixels.size):
+            grey = np.asarray(image.convert("L"), np.uint8)
+            return grey.shape, lambda first, last: grey[first:last]
+    pixels = np.asarray(image, np.uint8)
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or not pixels.size:
         raise ValueError(f"difference_hash takes RGB pixels [height, width, 3], got shape {pixels.shape}")
-    height, width = (pillow_grey if pixels is None else pixels).shape[:2]
+    return pixels.shape[:2], lambda first, last: grey_levels(pixels[first:last])
+
+
+def difference_hash(image: Image.Image | np.ndarray) -> int:
+    """64-bit dHash of an RGB image (Pillow image or uint8 [H, W, 3]) as a signed int64 (fits
+    SQLite INTEGER); near-duplicates differ in few bits."""
+    (height, width), grey_rows = _grey_rows(image)
     down, across = lanczos_matrix(height, _HASH_ROWS), lanczos_matrix(width, _HASH_COLUMNS)
     # Pillow skips a pass whose size does not change (there is no rounding in it to copy).
     resize_down, resize_across = height != _HASH_ROWS, width != _HASH_COLUMNS
     rows = max(1, _BLOCK_PIXELS // width)
     starts = range(0, height, rows)
-    greys = (grey_levels(pixels[start : start + rows]).astype(np.float64) if pixels is not None
-             else pillow_grey[start : start + rows].astype(np.float64) for start in starts)
+    greys = (grey_rows(start, start + rows).astype(np.float64) for start in starts)
     if height > _HASH_ROWS and 2 * (width - _HASH_COLUMNS) < height - _HASH_ROWS:
         # Pillow 13 resizes such images down first, then across; each pass rounds.
         sums = sum(down[start : start + rows].T @ grey
