@@ -1,9 +1,11 @@
 """Distributors around `encode_shard`: in-process, a Ray actor pool, or one slice of N.
 
-Each engine runs the same per-shard function on the same plan, and only the process that
-started the run writes the index (`FeatureStore.add_shard`), right after each shard's file is
-in place. A worker killed mid-shard loses that shard's file in flight and nothing else: Ray
-restarts the actor and runs the shard again; a killed run's rerun skips every finished shard.
+Each engine runs the same per-shard function on the same plan (in-process, its two halves:
+`shard_contents`, then `write_shard` on a thread while the next shard is encoded), and only the
+process that started the run writes the index (`FeatureStore.add_shard`), right after each
+shard's file is in place. A worker killed mid-shard loses that shard (in-process, also the one
+whose file is being written, for the 15-200 ms that takes) and nothing else: Ray restarts the
+actor and runs the shard again; a killed run's rerun skips every finished shard.
 """
 
 from __future__ import annotations
@@ -14,13 +16,22 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tqdm import tqdm
 
 from datasets.features.encoders import BATCH, LANE_BATCH, EncoderSpec, LiteRTEncoder
-from datasets.features.shards import ShardResult, ShardTask, encode_shard, plan_shards
-from datasets.features.store import FeatureStore
+from datasets.features.shards import (
+    ShardResult,
+    ShardTask,
+    encode_shard,
+    encoded_shard,
+    plan_shards,
+    shard_contents,
+    skipped_shard,
+)
+from datasets.features.store import FeatureStore, write_shard
 from datasets.reaper import Reaper
 
 log = logging.getLogger(__name__)
@@ -103,17 +114,40 @@ def litert_lanes(spec: EncoderSpec, count: int | None = None) -> list[LiteRTEnco
 
 def _run_local(store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask], encoder, workers: int | None,
                bar, check: Callable[[], None] | None = None) -> list[ShardResult]:
+    """Encode each shard in turn; a finished shard's file is written on a thread of its own while
+    the lanes encode the next one (a write takes 15-200 ms, docs/benchmarks.md, fifteenth
+    session), and indexed here once it is in place. A stop between shards (`check`), an error or
+    an interrupt still lets the write in flight finish: only a kill -9 loses it."""
     # A caller's encoder (Keras on a GPU) runs whole batches with decoding ahead of it.
     lanes, batch = ([encoder], BATCH) if encoder else (litert_lanes(spec, workers), LANE_BATCH)
-    results = []
-    for task in tasks:
-        if check:
-            check()
-        result = encode_shard(task, lanes, spec.size, spec.dim, store.shard_path(spec.key, task.name),
-                              batch, dtype=spec.dtype)
-        store.add_shard(spec.key, task.name)
+    results: list[ShardResult] = []
+    writing: tuple[ShardResult, Future] | None = None
+
+    def indexed(result: ShardResult, write: Future | None = None) -> None:
+        if write:
+            write.result()  # the write's own error, if any
+        store.add_shard(spec.key, result.name)
         results.append(result)
         bar.update(result.images)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="shard-writer") as writer:
+        try:
+            for task in tasks:
+                if check:
+                    check()
+                path = store.shard_path(spec.key, task.name)
+                if path.exists():
+                    indexed(skipped_shard(task))
+                    continue
+                started = time.perf_counter()
+                contents = shard_contents(task, lanes, spec.size, spec.dim, batch, dtype=spec.dtype)
+                if writing:
+                    done, writing = writing, None
+                    indexed(*done)
+                writing = (encoded_shard(task, contents, started), writer.submit(write_shard, path, contents))
+        finally:
+            if writing:  # a stop, an error or an interrupt: the finished shard is still kept
+                indexed(*writing)
     return results
 
 

@@ -94,17 +94,49 @@ def encode_shard(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     dtype: str = "float16",
 ) -> ShardResult:
-    """Decode, encode and write the shard's one file.
+    """Decode, encode and write the shard's one file (nothing to do when it is already there)."""
+    if os.path.exists(shard_path):
+        return skipped_shard(task)
+    started = time.perf_counter()
+    contents = shard_contents(task, encoder, size, dim, batch, threads, max_pixels, dtype)
+    write_shard(Path(shard_path), contents)
+    return encoded_shard(task, contents, started)
+
+
+def skipped_shard(task: ShardTask) -> ShardResult:
+    """The result for a shard whose file was already there."""
+    return ShardResult(task.name, len(task.digests), 0, 0.0, True)
+
+
+def encoded_shard(task: ShardTask, contents: ShardContents, started: float) -> ShardResult:
+    """The result for a shard encoded since `started` (time.perf_counter())."""
+    return ShardResult(task.name, len(task.digests), int(contents.usable.sum()),
+                       time.perf_counter() - started, False)
+
+
+def shard_contents(
+    task: ShardTask,
+    encoder: Encoder | Sequence[Encoder],
+    size: tuple[int, int],
+    dim: int,
+    batch: int = 16,
+    threads: int = 2,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    dtype: str = "float16",
+) -> ShardContents:
+    """Decode and encode the shard's images: what its file holds.
 
     One encoder (a multi-threaded network, Keras on a GPU): `threads` decode ahead while it runs.
     Several (lanes, e.g. one single-threaded LiteRT interpreter per core): each lane decodes and
     encodes batches of its own, so decoding on one core never stalls the network on another
     (a multi-threaded network waits at every layer for its slowest thread).
     """
-    started = time.perf_counter()
-    path = os.fspath(shard_path)
-    if os.path.exists(path):
-        return ShardResult(task.name, len(task.digests), 0, 0.0, True)
+    unreachable = [p for p in task.paths if not os.access(p, os.R_OK)]
+    if unreachable:  # not a broken image: a worker that does not see the files (it must not be stored)
+        raise FileNotFoundError(
+            f"{socket.gethostname()} cannot read {unreachable[0]} (and {len(unreachable) - 1} "
+            "more of the shard): the images must be on a filesystem every worker sees"
+        )
     n = len(task.digests)
     unreachable = [p for p in task.paths if not os.access(p, os.R_OK)]
     if unreachable:  # not a broken image: a worker that does not see the files (it must not be stored)
@@ -150,10 +182,7 @@ def encode_shard(
         # A list, not a map: the run is decoded whole before its first network call.
         _run_lanes(lanes, n, max(batch, _LANE_RUN),
                    lambda network, rows: encode(network, [decode(i) for i in rows]))
-    write_shard(
-        Path(path), ShardContents(np.array(task.digests), features, usable, dhash, np.array(problems))
-    )
-    return ShardResult(task.name, n, int(usable.sum()), time.perf_counter() - started, False)
+    return ShardContents(np.array(task.digests), features, usable, dhash, np.array(problems))
 
 
 def _run_lanes(lanes: Sequence[Encoder], n: int, batch: int,
