@@ -6,12 +6,13 @@ engines with the real LiteRT encoder are in test_feature_engines.py."""
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from datasets.features.cli import main as features_cli
-from datasets.features.digests import content_digests
+from datasets.features.digests import absolute_path, content_digests, file_sha256
 from datasets.features.shards import encode_shard, plan_shards, slice_of
 from datasets.features.store import FeatureStore, ShardContents, StoreError, read_shard, write_shard
 from tests.imagegen import style_image
@@ -90,6 +91,33 @@ def test_a_new_image_encodes_alone_and_a_changed_file_is_hashed_again(tmp_path):
         digests, encoded = fill(store, more)
         assert encoded == 1
         assert digests[0] == content_digests(store, [paths[0]], progress=False)[0]
+
+
+@pytest.mark.parametrize("path", ["a.png", "dir/a.png", "./a.png", "dir//a.png", "dir/./a.png",
+                                  "dir/../a.png", ".hidden/a.png", "dir/", "", ".", "/abs/b.png",
+                                  "//abs/b.png", "/abs/./b", "/abs/../b", "/abs/b/", "é/ü.png", "a b.png"])
+@pytest.mark.parametrize("root", [True, False])
+def test_the_files_key_is_pathlibs_absolute_path(path, root, tmp_path, monkeypatch):
+    """The files table's key is `str(Path(p).absolute())` (every store made so far has it): the fast
+    form must give the same string, or each stored file would be hashed again."""
+    cwd = Path("/") if root else tmp_path / "x y"
+    cwd.mkdir(exist_ok=True)
+    monkeypatch.chdir(cwd)
+    assert absolute_path(path) == absolute_path(path, str(cwd)) == str(Path(path).absolute())
+
+
+def test_digests_of_many_files_come_back_in_order_and_are_remembered(tmp_path):
+    """More files than one run of the thread pool's tasks, one of them unreadable."""
+    paths = [tmp_path / f"f{i:03d}.bin" for i in range(300)]
+    for i, path in enumerate(paths):
+        path.write_bytes(str(i).encode() * (i + 1))
+    paths[77].unlink()
+    with FeatureStore(tmp_path / "store") as store:
+        digests = content_digests(store, paths, threads=3, progress=False)
+        assert digests[77] is None
+        assert digests[:77] + digests[78:] == [file_sha256(p) for p in paths[:77] + paths[78:]]
+        assert store.db.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 299
+        assert content_digests(store, paths, threads=3, progress=False) == digests
 
 
 def test_unreadable_images_are_stored_with_their_problem_and_not_retried(tmp_path):
