@@ -161,6 +161,14 @@ def test_lanes_write_the_same_shard_as_one_encoder_and_a_failing_lane_writes_not
         encode_shard(task, [lane, broken], SIZE, DIM, tmp_path / "failed.npz", batch=1)
     assert not (tmp_path / "failed.npz").exists() and not list(tmp_path.glob(".*.tmp"))
 
+    # A file this worker cannot see is not a broken image: the shard stops, and nothing is stored.
+    paths[4].unlink()
+    for encoder, batch, name in ((colour_encoder, 3, "gone-one.npz"), ([lane, lane], 1, "gone-lanes.npz")):
+        with pytest.raises(FileNotFoundError, match=f"cannot read {paths[4]}: the images must be on a "
+                                                    "filesystem every worker sees"):
+            encode_shard(task, encoder, SIZE, DIM, tmp_path / name, batch=batch)
+        assert not (tmp_path / name).exists()
+
 
 
 @pytest.mark.parametrize("n", [1, 9, 100, 513])

@@ -131,19 +131,7 @@ def shard_contents(
     encodes batches of its own, so decoding on one core never stalls the network on another
     (a multi-threaded network waits at every layer for its slowest thread).
     """
-    unreachable = [p for p in task.paths if not os.access(p, os.R_OK)]
-    if unreachable:  # not a broken image: a worker that does not see the files (it must not be stored)
-        raise FileNotFoundError(
-            f"{socket.gethostname()} cannot read {unreachable[0]} (and {len(unreachable) - 1} "
-            "more of the shard): the images must be on a filesystem every worker sees"
-        )
     n = len(task.digests)
-    unreachable = [p for p in task.paths if not os.access(p, os.R_OK)]
-    if unreachable:  # not a broken image: a worker that does not see the files (it must not be stored)
-        raise FileNotFoundError(
-            f"{socket.gethostname()} cannot read {unreachable[0]} (and {len(unreachable) - 1} "
-            "more of the shard): the images must be on a filesystem every worker sees"
-        )
     features = np.zeros((n, dim), np.dtype(dtype))
     usable = np.zeros(n, bool)
     dhash = np.zeros(n, np.int64)
@@ -155,6 +143,12 @@ def shard_contents(
             # The hash from the Pillow image: its grey levels come from Pillow's C (image_hash.py).
             return i, np.asarray(image, np.uint8), difference_hash(image), ""
         except ImageError as err:
+            # Asked only of images that fail: one call per image costs a round trip each on a
+            # shared filesystem, while the lanes wait.
+            if not os.access(task.paths[i], os.R_OK):
+                # Not a broken image: a worker that does not see the files. It must not be stored.
+                raise FileNotFoundError(f"{socket.gethostname()} cannot read {task.paths[i]}: the images "
+                                        "must be on a filesystem every worker sees") from None
             return i, None, 0, str(err)
 
     def encode(network: Encoder, decoded: Iterable[tuple]) -> None:
