@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -152,18 +153,21 @@ def _run_local(store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask], e
 
 
 class ShardWorker:
-    """A Ray actor: one LiteRT replica, encoding whole shards into the shared store."""
+    """A Ray actor: one LiteRT replica, encoding whole shards into the shared store. It takes two
+    calls at once (`max_concurrency`): one encodes while the other writes its finished shard, as
+    the local engine does, and a lock keeps the replica to one shard at a time."""
 
     def __init__(self, root: str, key: str, threads: int):
         self.spec = EncoderSpec.load(root, key)
         self.store = FeatureStore(root)
         self.lanes = litert_lanes(self.spec, threads)
+        self.encoding = threading.Lock()
 
     def encode(self, task: ShardTask) -> ShardResult:
         self.spec.check_resize()  # this node's Pillow, which may not be the driver's
         return encode_shard(task, self.lanes, self.spec.size, self.spec.dim,
                             self.store.shard_path(self.spec.key, task.name), LANE_BATCH,
-                            dtype=self.spec.dtype)
+                            dtype=self.spec.dtype, encoding=self.encoding)
 
     def pid(self) -> int:
         return os.getpid()
@@ -205,7 +209,8 @@ def _ray_loop(ray, store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask
     count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     # A killed actor is restarted and its shard run again (at-least-once; the file rename
     # and the index keep each image stored once).
-    remote = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(ShardWorker)
+    remote = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1,
+                        max_concurrency=_IN_FLIGHT_PER_ACTOR)(ShardWorker)
     actors.extend(remote.remote(str(store.root), spec.key, 1) for _ in range(count))
     queue, running, results = list(reversed(tasks)), {}, []
     while queue or running:
