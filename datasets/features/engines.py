@@ -1,11 +1,11 @@
 """Distributors around `encode_shard`: in-process, a Ray actor pool, or one slice of N.
 
-Each engine runs the same per-shard function on the same plan (in-process, its two halves:
-`shard_contents`, then `write_shard` on a thread while the next shard is encoded), and only the
-process that started the run writes the index (`FeatureStore.add_shard`), right after each
-shard's file is in place. A worker killed mid-shard loses that shard (in-process, also the one
-whose file is being written, for the 15-200 ms that takes) and nothing else: Ray restarts the
-actor and runs the shard again; a killed run's rerun skips every finished shard.
+Each engine runs the same per-shard function on the same plan, each writing a finished shard's
+file while it encodes the next, and only the process that started the run writes the index
+(`FeatureStore.add_shard`), right after each shard's file is in place. A worker killed mid-shard
+loses that shard, and the one whose file it was still writing (15-200 ms of each shard), and
+nothing else: Ray restarts the actor and runs them again; a killed run's rerun skips every
+finished shard.
 """
 
 from __future__ import annotations
