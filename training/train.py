@@ -40,7 +40,8 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--ray-address", help="--engine ray: join this cluster (default: start Ray here)")
     parser.add_argument("--workers", type=int, help="encoding workers (local: threads; ray: actors)")
     parser.add_argument("--resume", action="store_true", help="continue the run --name after a stop")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars (one line per epoch and the summary still print)")
     return parser.parse_args(argv)
 
 
