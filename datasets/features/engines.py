@@ -1,11 +1,11 @@
 """Distributors around `encode_shard`: in-process, a Ray actor pool, or one slice of N.
 
-Each engine runs the same per-shard function on the same plan, each writing a finished shard's
-file while it encodes the next, and only the process that started the run writes the index
-(`FeatureStore.add_shard`), right after each shard's file is in place. A worker killed mid-shard
-loses that shard, and the one whose file it was still writing (15-200 ms of each shard), and
-nothing else: Ray restarts the actor and runs them again; a killed run's rerun skips every
-finished shard.
+Each engine runs the same per-shard function on the same plan (in-process, its two halves:
+`shard_contents`, then `write_shard` on a thread while the next shard is encoded), and only the
+process that started the run writes the index (`FeatureStore.add_shard`), right after each
+shard's file is in place. A worker killed mid-shard loses that shard and nothing else (in-process,
+also a finished one whose file was still being written: 15-200 ms of each shard): Ray restarts
+the actor and runs the shard again; a killed run's rerun skips every finished shard.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -153,21 +152,18 @@ def _run_local(store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask], e
 
 
 class ShardWorker:
-    """A Ray actor: one LiteRT replica, encoding whole shards into the shared store. It takes two
-    calls at once (`max_concurrency`): one encodes while the other writes its finished shard, as
-    the local engine does, and a lock keeps the replica to one shard at a time."""
+    """A Ray actor: one LiteRT replica, encoding whole shards into the shared store."""
 
     def __init__(self, root: str, key: str, threads: int):
         self.spec = EncoderSpec.load(root, key)
         self.store = FeatureStore(root)
         self.lanes = litert_lanes(self.spec, threads)
-        self.encoding = threading.Lock()
 
     def encode(self, task: ShardTask) -> ShardResult:
         self.spec.check_resize()  # this node's Pillow, which may not be the driver's
         return encode_shard(task, self.lanes, self.spec.size, self.spec.dim,
                             self.store.shard_path(self.spec.key, task.name), LANE_BATCH,
-                            dtype=self.spec.dtype, encoding=self.encoding)
+                            dtype=self.spec.dtype)
 
     def pid(self) -> int:
         return os.getpid()
@@ -209,8 +205,7 @@ def _ray_loop(ray, store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask
     count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     # A killed actor is restarted and its shard run again (at-least-once; the file rename
     # and the index keep each image stored once).
-    remote = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1,
-                        max_concurrency=_IN_FLIGHT_PER_ACTOR)(ShardWorker)
+    remote = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(ShardWorker)
     actors.extend(remote.remote(str(store.root), spec.key, 1) for _ in range(count))
     queue, running, results = list(reversed(tasks)), {}, []
     while queue or running:

@@ -11,7 +11,6 @@ jobs started at different times never encode one image twice.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -94,16 +93,12 @@ def encode_shard(
     threads: int = 2,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     dtype: str = "float16",
-    encoding: contextlib.AbstractContextManager | None = None,
 ) -> ShardResult:
-    """Decode, encode and write the shard's one file (nothing to do when it is already there).
-    `encoding` (a lock) is held while the shard is decoded and encoded, not while it is written:
-    two calls on two threads then encode one shard while the other's file is written."""
+    """Decode, encode and write the shard's one file (nothing to do when it is already there)."""
     if os.path.exists(shard_path):
         return skipped_shard(task)
     started = time.perf_counter()
-    with encoding or contextlib.nullcontext():
-        contents = shard_contents(task, encoder, size, dim, batch, threads, max_pixels, dtype)
+    contents = shard_contents(task, encoder, size, dim, batch, threads, max_pixels, dtype)
     write_shard(Path(shard_path), contents)
     return encoded_shard(task, contents, started)
 
