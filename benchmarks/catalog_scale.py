@@ -2,7 +2,7 @@
 
 usage: python benchmarks/catalog_scale.py DATA_DIR [--images 1024] [--work DIR]
                                           [--parts throughput,incremental,kill,ray,ray-cluster,synthetic,
-                                                   queries,stored-queries]
+                                                   queries,stored-queries,digests]
                                           [--synthetic-images 100000,1000000] [--synthetic-dim 1024]
 
 DATA_DIR is an image dataset with manifest.csv (`../shared/data/icon_themes.py`). Parts:
@@ -24,6 +24,9 @@ DATA_DIR is an image dataset with manifest.csv (`../shared/data/icon_themes.py`)
   of 1,000 real images into it, end to end.
 - synthetic: shards of generated features (no images), written and gathered back, at each size of
   --synthetic-images, in a fresh process each: throughput, and the peak memory (it must not grow with N).
+- digests: `content_digests` of --images files into a fresh store, beside the form it had until the
+  fifteenth session (a thread-pool future per file, pathlib's absolute paths) and one thread hashing
+  alone, alternating, median of three rounds (warm page cache).
 """
 
 from __future__ import annotations
@@ -142,6 +145,45 @@ def throughput(paths: list[Path], spec, work: Path) -> dict:
         "fastest_bare_before_and_after_store": [round(before[fastest], 2), round(after[fastest], 2)],
         "store_encoded": report.images_encoded,
     }
+
+
+def digest_rates(paths: list[Path], work: Path, rounds: int = 3) -> dict:
+    """Seconds for `content_digests` against a future per file (its earlier form) and one thread."""
+    from datasets.features.digests import file_sha256
+
+    threads = min(8, 2 * (os.cpu_count() or 1))
+
+    def future_per_file() -> None:
+        keys = [str(Path(p).absolute()) for p in paths]
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(os.stat, keys))
+            list(pool.map(file_sha256, keys))
+
+    def one_thread() -> None:
+        for path in paths:
+            file_sha256(path)
+
+    def store_digests() -> float:
+        shutil.rmtree(work / "digests-store", ignore_errors=True)
+        with FeatureStore(work / "digests-store") as store:
+            start = time.perf_counter()
+            content_digests(store, paths, threads=threads, progress=False)
+            return time.perf_counter() - start
+
+    def timed(run) -> float:
+        start = time.perf_counter()
+        run()
+        return time.perf_counter() - start
+
+    one_thread()  # the files into the page cache: every form reads them warm
+    times: dict[str, list[float]] = {"content_digests": [], "future_per_file": [], "one_thread": []}
+    for _ in range(rounds):
+        times["content_digests"].append(store_digests())
+        times["future_per_file"].append(timed(future_per_file))
+        times["one_thread"].append(timed(one_thread))
+    return {"files": len(paths), "threads": threads,
+            **{f"{k}_ms": round(1000 * float(np.median(v)), 1) for k, v in times.items()},
+            "rounds_ms": {k: [round(1000 * x, 1) for x in v] for k, v in times.items()}}
 
 
 def bare_network_rates(spec, decoded: np.ndarray) -> dict[str, float]:
@@ -592,6 +634,9 @@ def main() -> None:
         )
     if "stored-queries" in parts:
         results["stored_queries"] = stored_queries(args.data_dir, args.images, args.work)
+    if "digests" in parts:
+        args.work.mkdir(parents=True, exist_ok=True)
+        results["digests"] = digest_rates(manifest_paths(args.data_dir)[: args.images], args.work)
     if "synthetic" in parts:
         args.work.mkdir(parents=True, exist_ok=True)
         results["synthetic"] = synthetic(
