@@ -170,7 +170,6 @@ def test_lanes_write_the_same_shard_as_one_encoder_and_a_failing_lane_writes_not
         assert not (tmp_path / name).exists()
 
 
-
 @pytest.mark.parametrize("n", [1, 9, 100, 513])
 def test_lanes_take_every_row_once_in_runs_that_shrink_at_the_end(n):
     from datasets.features.shards import _run_lanes
