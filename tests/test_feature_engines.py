@@ -261,6 +261,30 @@ def test_a_stop_request_ends_the_encoding_between_shards_and_a_rerun_finishes(en
     assert rerun.images_encoded == 1100 - 512
 
 
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_no_more_shards_are_in_flight_than_lanes(encoder_store, tmp_path, lanes):
+    """What a kill -9 can lose at any moment is what is in flight: with one lane, each shard's file
+    is in place and indexed before the next is started; with two lanes, one finished shard may still
+    be being written while the next is encoded, never two."""
+    root = tmp_path / "store"
+    spec = copy_encoder(encoder_store, root)
+    paths = make_images(tmp_path / "img", 1100)  # shards of 512, 512 and 76
+    behind = []
+
+    with FeatureStore(root) as store:
+        digests = content_digests(store, paths, progress=False)
+
+        def check() -> None:  # asked before each shard
+            started = len(behind)
+            indexed = len(set(digests)) - len(store.missing(spec.key, digests))
+            on_disk = len(list((root / "shards" / spec.key).glob("*.npz")))
+            behind.append(started - min(indexed // 512, on_disk))
+
+        encode_missing(store, spec, digests, paths, progress=False, check=check, workers=lanes)
+        assert not store.missing(spec.key, digests)
+    assert len(behind) == 3 and max(behind) <= lanes - 1, behind
+
+
 def test_a_killed_encoder_loses_at_most_its_shard_in_flight_and_a_rerun_finishes(encoder_store, tmp_path):
     """kill -9 of `python -m training.encode` mid-run, then a rerun: every image stored exactly once."""
     root = tmp_path / "store"

@@ -3,9 +3,10 @@
 Each engine runs the same per-shard function on the same plan (in-process, its two halves:
 `shard_contents`, then `write_shard` on a thread while the next shard is encoded), and only the
 process that started the run writes the index (`FeatureStore.add_shard`), right after each
-shard's file is in place. A worker killed mid-shard loses that shard and nothing else (in-process,
-also a finished one whose file was still being written: 15-200 ms of each shard): Ray restarts
-the actor and runs the shard again; a killed run's rerun skips every finished shard.
+shard's file is in place. A worker killed mid-shard loses that shard and nothing else (in-process
+with two lanes or more, also a finished one whose file was still being written: at most one shard
+per lane); Ray restarts the actor and runs the shard again; a killed run's rerun skips every
+finished shard.
 """
 
 from __future__ import annotations
@@ -114,12 +115,16 @@ def litert_lanes(spec: EncoderSpec, count: int | None = None) -> list[LiteRTEnco
 
 def _run_local(store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask], encoder, workers: int | None,
                bar, check: Callable[[], None] | None = None) -> list[ShardResult]:
-    """Encode each shard in turn; a finished shard's file is written on a thread of its own while
-    the lanes encode the next one (a write takes 15-200 ms, docs/benchmarks.md, fifteenth
-    session), and indexed here once it is in place. A stop between shards (`check`), an error or
-    an interrupt still lets the write in flight finish: only a kill -9 loses it."""
+    """Encode each shard in turn; with two lanes or more, a finished shard's file is written on a
+    thread of its own while the lanes encode the next one (a write takes 15-200 ms,
+    docs/benchmarks.md, fifteenth session), and indexed here once it is in place. A stop between
+    shards (`check`), an error or an interrupt still lets the write in flight finish: only a kill -9
+    loses it, and then at most one shard per lane (one being written, one being encoded)."""
     # A caller's encoder (Keras on a GPU) runs whole batches with decoding ahead of it.
     lanes, batch = ([encoder], BATCH) if encoder else (litert_lanes(spec, workers), LANE_BATCH)
+    # One lane (or a caller's encoder) writes in turn: a kill then loses at most the one shard, as
+    # for any single worker; overlapping would save it only a few % (docs/benchmarks.md).
+    overlap = len(lanes) > 1
     results: list[ShardResult] = []
     writing: tuple[ShardResult, Future] | None = None
 
@@ -144,7 +149,12 @@ def _run_local(store: FeatureStore, spec: EncoderSpec, tasks: list[ShardTask], e
                 if writing:
                     done, writing = writing, None
                     indexed(*done)
-                writing = (encoded_shard(task, contents, started), writer.submit(write_shard, path, contents))
+                result = encoded_shard(task, contents, started)
+                if overlap:
+                    writing = (result, writer.submit(write_shard, path, contents))
+                else:
+                    write_shard(path, contents)
+                    indexed(result)
         finally:
             if writing:  # a stop, an error or an interrupt: the finished shard is still kept
                 indexed(*writing)
