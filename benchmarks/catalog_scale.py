@@ -2,7 +2,7 @@
 
 usage: python benchmarks/catalog_scale.py DATA_DIR [--images 1024] [--work DIR]
                                           [--parts throughput,incremental,kill,ray,ray-cluster,synthetic,
-                                                   queries,stored-queries,digests]
+                                                   queries,stored-queries,digests,one-lane]
                                           [--synthetic-images 100000,1000000] [--synthetic-dim 1024]
 
 DATA_DIR is an image dataset with manifest.csv (`../shared/data/icon_themes.py`). Parts:
@@ -14,6 +14,9 @@ DATA_DIR is an image dataset with manifest.csv (`../shared/data/icon_themes.py`)
   images (encodes none).
 - kill: `python -m training.encode` killed with SIGKILL when half the shards are written, then rerun:
   what the rerun encodes, and whether every image is stored exactly once.
+- one-lane: a store run with one lane (`--workers 1`), which writes each shard before starting the
+  next, against the same lane writing each shard on a thread beside the next (as two lanes or more
+  do): alternating, fresh stores, median of three rounds.
 - ray: the same images through `--engine ray` with two workers: features bit-identical to local, and
   throughput against local.
 - ray-cluster: a two-node Ray cluster on this host; a worker killed mid-run (then `ray stop`).
@@ -184,6 +187,44 @@ def digest_rates(paths: list[Path], work: Path, rounds: int = 3) -> dict:
     return {"files": len(paths), "threads": threads,
             **{f"{k}_ms": round(1000 * float(np.median(v)), 1) for k, v in times.items()},
             "rounds_ms": {k: [round(1000 * x, 1) for x in v] for k, v in times.items()}}
+
+
+def one_lane_writes(paths: list[Path], spec, work: Path, rounds: int = 3) -> dict:
+    """A one-lane store run (`--workers 1`: each shard written before the next is started, so a kill
+    loses at most one) against the same lane writing each shard on a thread beside the next, as two
+    lanes or more do: alternating, fresh stores, median of `rounds`."""
+    from datasets.features.shards import plan_shards, shard_contents
+
+    def in_turn() -> float:
+        return timed_store_run(fresh_store(spec, work / "one-lane"), paths, workers=1)[1]
+
+    def overlapped() -> float:
+        store_spec = fresh_store(spec, work / "one-lane")
+        start = time.perf_counter()
+        with FeatureStore(store_spec.root) as store, ThreadPoolExecutor(1) as writer:
+            digests = content_digests(store, paths, progress=False)
+            lanes = litert_lanes(store_spec, 1)
+            pending = None
+            items = [(d, str(p.absolute())) for d, p in zip(digests, paths, strict=True)]
+            for task in plan_shards(spec.key, items):
+                contents = shard_contents(task, lanes, spec.size, spec.dim, LANE_BATCH, dtype=spec.dtype)
+                if pending:
+                    pending[1].result()
+                    store.add_shard(spec.key, pending[0])
+                path = store.shard_path(spec.key, task.name)
+                pending = task.name, writer.submit(write_shard, path, contents)
+            pending[1].result()
+            store.add_shard(spec.key, pending[0])
+        return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {"in_turn": [], "overlapped": []}
+    for _ in range(rounds):
+        times["in_turn"].append(in_turn())
+        times["overlapped"].append(overlapped())
+    median = {k: float(np.median(v)) for k, v in times.items()}
+    return {"images": len(paths), **{f"{k}_img_per_s": round(len(paths) / v, 2) for k, v in median.items()},
+            "in_turn_share_of_overlapped": round(median["overlapped"] / median["in_turn"], 3),
+            "rounds_s": {k: [round(x, 2) for x in v] for k, v in times.items()}}
 
 
 def bare_network_rates(spec, decoded: np.ndarray) -> dict[str, float]:
@@ -602,6 +643,8 @@ def image_parts(args: argparse.Namespace, parts: set[str]) -> dict:
         results["incremental"] = incremental(all_paths, args.images, spec, args.work)
     if "kill" in parts:
         results["kill"] = kill_and_rerun(all_paths[: max(args.images, 2048)], spec, args.work)
+    if "one-lane" in parts:
+        results["one_lane"] = one_lane_writes(paths, spec, args.work)
     if "ray" in parts:
         results["ray"] = ray_engine(paths, spec, args.work)
     if "ray-cluster" in parts:
@@ -625,7 +668,7 @@ def main() -> None:
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     results: dict = {}
-    if parts & {"throughput", "incremental", "kill", "ray", "ray-cluster"}:
+    if parts & {"throughput", "incremental", "kill", "one-lane", "ray", "ray-cluster"}:
         results.update(image_parts(args, parts))
     if "queries" in parts:
         args.work.mkdir(parents=True, exist_ok=True)
