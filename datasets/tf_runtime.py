@@ -25,8 +25,12 @@ _NOISE = ("absl::InitializeLog", "port.cc", "cpu_feature_guard", "rebuild Tensor
           "contains input name(s)", "saver.py", "builder_impl", "fingerprinting")
 
 
-def import_tensorflow() -> ModuleType:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+def import_tensorflow(quiet: bool = False) -> ModuleType:
+    """TensorFlow, imported with its start-up notices held back. `quiet` (a CLI's --quiet) also
+    hides the C++ runtime's ERROR-level notices that come later, during training: they are harmless
+    (oneDNN falling back to Eigen without AVX-512, a tf.data attribute newer than the runtime),
+    and a real failure still reaches Python as an exception. TF_CPP_MIN_LOG_LEVEL set by the user wins."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if quiet else "1")
     with quiet_stderr():
         import tensorflow as tf
 

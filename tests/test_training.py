@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -86,6 +87,8 @@ def test_resume_after_kill_continues_at_the_right_epoch(tmp_path):
     assert 2 <= done < 6, "the run ended before it could be killed"
     resumed = train_cli(*args, "--resume")
     assert f"resuming after epoch {done}" in resumed.stderr
+    # --quiet: TensorFlow's C++ notices (I/W/E0000 ...) are held back during training too
+    assert not re.search(r"^[IWEF]\d{4} ", resumed.stderr, re.MULTILINE), resumed.stderr
     assert f"epoch {done + 1}/6" in resumed.stderr and f"epoch {done}/6" not in resumed.stderr
     assert json.loads(state_file.read_text())["epochs_done"] == 6
     with open(tmp_path / "runs" / "r" / "history.csv", newline="") as f:

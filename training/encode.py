@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from datasets.tf_runtime import import_tensorflow
 
-        import_tensorflow()  # first: quiets its start-up notices for whatever imports it later
+        import_tensorflow(quiet=args.quiet)  # first: quiets its start-up notices for what imports it later
         from datasets.features.digests import content_digests
         from datasets.features.engines import encode_missing, parse_part
         from datasets.features.store import FeatureStore, StoreError

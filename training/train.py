@@ -41,7 +41,8 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--workers", type=int, help="encoding workers (local: threads; ray: actors)")
     parser.add_argument("--resume", action="store_true", help="continue the run --name after a stop")
     parser.add_argument("--quiet", action="store_true",
-                        help="no progress bars (one line per epoch and the summary still print)")
+                        help="no progress bars and no TensorFlow notices (one line per epoch and the "
+                             "summary still print)")
     return parser.parse_args(argv)
 
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             config = load_config(None, str(config.run_dir / "config.yaml"), overrides)
         from datasets.tf_runtime import import_tensorflow
 
-        import_tensorflow()
+        import_tensorflow(quiet=args.quiet)
         from training.trainer import train
 
         with stop_on_signals() as stop:
