@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from catalog_scale import SIZE, converted_encoder, fresh_store, manifest_paths, timed_store_run  # noqa: E402
+from scale_encoding import SIZE, converted_encoder, fresh_store, manifest_paths, timed_store_run  # noqa: E402
 
 from datasets.features.digests import content_digests  # noqa: E402
 from datasets.features.encoders import EncoderSpec, LiteRTEncoder  # noqa: E402
