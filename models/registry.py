@@ -2,7 +2,9 @@
 
 A backbone maps images (float32, 0-1, [H, W, 3]) to one feature vector per
 image. Builders register themselves with `@register_backbone`; the built-in
-modules are imported on first use, not when `models` is imported.
+modules are imported on first use, not when `models` is imported, and import Keras only
+inside their builders: what a backbone is (sizes, options, defaults, the store encoder it
+names) is known without starting TensorFlow.
 """
 
 from __future__ import annotations

@@ -10,9 +10,17 @@ from models.registry import list_backbones
 
 
 def load_model(path: str | os.PathLike, compile: bool = True) -> keras.Model:
-    list_backbones()  # imports the backbone modules and so registers their custom layers
-    # The title loss, which compiled checkpoints (last.keras, best.keras) name.
+    list_backbones()  # the backbone modules, for any layer one of them defines at module level
+    # Every Stylefinder layer a saved model may name (the backbones import theirs only when they
+    # build), and the title loss, which compiled checkpoints (last.keras, best.keras) name.
+    import models.author_from_titles
+    import models.caffe_preprocess
+    import models.channel_statistics
+    import models.cosine_classifier
     import models.cosine_margin_loss
+    import models.gram_pooling
+    import models.l2_normalize
+    import models.run_features
     import models.style_model  # noqa: F401
 
     return keras.saving.load_model(path, compile=compile)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import keras
-
-from models.pooling import pool_features
 from models.registry import register_backbone
 
 DEFAULT_FILTERS = (32, 64, 128, 256)
@@ -31,6 +28,10 @@ def style_cnn(input_shape, pooling: str = "avg", weights: str | None = None,
     Batch-norm statistics follow the data faster than Keras's default (momentum 0.99):
     runs on a CPU have few steps per epoch, and validation uses those statistics.
     """
+    import keras
+
+    from models.pooling import pool_features
+
     inputs = keras.Input(input_shape, name="image")
     x = inputs
     styles = []

@@ -8,16 +8,18 @@ without its top, which is what machines without network use.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
-
-from models.caffe_preprocess import CaffePreprocess
-from models.pooling import pool_features
 from models.registry import register_backbone
+
+if TYPE_CHECKING:
+    import keras
 
 
 def pretrained_base(backbone: keras.Model) -> keras.Model:
     """The pretrained part of a transfer backbone: frozen first, then partly unfrozen."""
+    import keras
+
     for layer in backbone.layers:
         if isinstance(layer, keras.Model):
             return layer
@@ -37,6 +39,10 @@ def _pretrained(constructor, input_shape, weights: str | None, **options) -> ker
 
 
 def _wrap(base, input_shape, pooling: str, name: str, preprocess=None):
+    import keras
+
+    from models.pooling import pool_features
+
     inputs = keras.Input(input_shape, name="image")
     x = preprocess(inputs) if preprocess is not None else keras.layers.Rescaling(255.0, name="to_255")(inputs)
     return keras.Model(inputs, pool_features(base(x), pooling), name=name)
@@ -45,6 +51,8 @@ def _wrap(base, input_shape, pooling: str, name: str, preprocess=None):
 @register_backbone("mobilenet_v3_small", default_size=(96, 96), min_size=32, transfer=True,
                    description="MobileNetV3-Small (keras.applications)")
 def mobilenet_v3_small(input_shape, pooling: str = "avg", weights: str | None = None):
+    import keras
+
     base = _pretrained(keras.applications.MobileNetV3Small, input_shape, weights, include_preprocessing=True)
     return _wrap(base, input_shape, pooling, "mobilenet_v3_small")
 
@@ -52,6 +60,8 @@ def mobilenet_v3_small(input_shape, pooling: str = "avg", weights: str | None = 
 @register_backbone("efficientnetv2_b0", default_size=(96, 96), min_size=32, transfer=True,
                    description="EfficientNetV2-B0 (keras.applications)")
 def efficientnetv2_b0(input_shape, pooling: str = "avg", weights: str | None = None):
+    import keras
+
     base = _pretrained(keras.applications.EfficientNetV2B0, input_shape, weights, include_preprocessing=True)
     return _wrap(base, input_shape, pooling, "efficientnetv2_b0")
 
@@ -59,5 +69,9 @@ def efficientnetv2_b0(input_shape, pooling: str = "avg", weights: str | None = N
 @register_backbone("resnet50", default_size=(96, 96), min_size=32, transfer=True,
                    description="ResNet50 (keras.applications)")
 def resnet50(input_shape, pooling: str = "avg", weights: str | None = None):
+    import keras
+
+    from models.caffe_preprocess import CaffePreprocess
+
     base = _pretrained(keras.applications.ResNet50, input_shape, weights)
     return _wrap(base, input_shape, pooling, "resnet50", CaffePreprocess(name="caffe_preprocess"))

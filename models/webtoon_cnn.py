@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import keras
-
 from models.registry import register_backbone
 
 
@@ -12,6 +10,8 @@ from models.registry import register_backbone
 def webtoon_cnn(input_shape, pooling: str = "flatten", weights: str | None = None,
                 dropout: float = 0.5, dense_units: int = 128):
     """Two conv + pool stages, flatten, one dense layer; `pooling` is ignored (the study flattened)."""
+    import keras
+
     inputs = keras.Input(input_shape, name="image")
     x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv1")(inputs)
     x = keras.layers.MaxPooling2D(name="pool1")(x)

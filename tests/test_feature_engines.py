@@ -235,6 +235,24 @@ def test_incremental_runs_encode_only_new_images(encoder_store, tmp_path):
     assert (first.images_encoded, second.images_encoded, third.images_encoded) == (10, 2, 0)
 
 
+def test_encoding_into_a_store_that_holds_its_encoder_starts_no_tensorflow(encoder_store, tmp_path):
+    """Only converting the encoder needs TensorFlow: a cron or array job that finds it in the store
+    names it, decodes and runs LiteRT without importing TensorFlow or Keras."""
+    root = tmp_path / "store"
+    spec = copy_encoder(encoder_store, root)
+    manifest = write_manifest(tmp_path / "m.csv", make_images(tmp_path / "img", 5))
+    argv = [*SETTINGS, "--quiet", "--json", "--manifest", str(manifest), "--store", str(root)]
+    probe = (f"import json, sys\nfrom training.encode import main\ncode = main({argv!r})\n"
+             "loaded = sorted({'tensorflow', 'keras'} & set(sys.modules))\n"
+             "print(json.dumps({'code': code, 'imported': loaded}))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    report, probed = (json.loads(line) for line in done.stdout.splitlines())
+    assert probed == {"code": 0, "imported": []}
+    assert report["encoder"] == spec.key and report["images_encoded"] == 5
+
+
 def test_a_stop_request_ends_the_encoding_between_shards_and_a_rerun_finishes(encoder_store, tmp_path):
     """What a training run's SIGINT or SIGTERM does to its encoding: the shard in progress is
     finished and stored, the next is not started, and a rerun encodes only the rest."""

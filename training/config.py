@@ -174,6 +174,15 @@ class RunConfig:
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
 
+    @property
+    def store_root(self) -> Path:
+        """The feature store: features.store, or store/ in the cache folder (data.cache_dir, default
+        runs/cache)."""
+        if self.features.store:
+            return Path(self.features.store)
+        cache = Path(self.data.cache_dir) if self.data.cache_dir else self.run_dir.parent / "cache"
+        return cache / "store"
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(_plain(asdict(self)), sort_keys=False)
 

@@ -67,29 +67,33 @@ def main(argv: list[str] | None = None) -> int:
                                    ("ray_address", args.ray_address), ("workers", args.workers))
                                   if value is not None]
     try:
-        from datasets.tf_runtime import import_tensorflow
-
-        import_tensorflow(quiet=args.quiet)  # first: quiets its start-up notices for what imports it later
         from datasets.features.digests import content_digests
+        from datasets.features.encoders import encoder_key, ready_encoder
         from datasets.features.engines import encode_missing, parse_part
         from datasets.features.store import FeatureStore, StoreError
+        from models.registry import backbone_spec
+        from training.weights_identity import encoder_identity
 
         part = parse_part(args.shard)
         config = load_config(args.preset, args.config, overrides)
         paths = image_paths(args)
         if not paths:
             raise ValueError(f"{args.manifest or args.catalog}: no images to encode")
-        from models.registry import backbone_spec
-        from training.stored_features import store_root
-        from training.style_encoder import ensure_encoder
-
         spec_info = backbone_spec(config.model.backbone)
         if not spec_info.transfer:
             raise ValueError(f"{config.model.backbone} trains from scratch: no frozen features to store")
         size = tuple(config.model.image_size or spec_info.default_size)
-        root = store_root(config)
+        root = config.store_root
         with FeatureStore(root) as store:
-            spec = ensure_encoder(store, config.model, size, config.train.seed, paths[:64])
+            spec = ready_encoder(root, encoder_key(encoder_identity(config.model, size, config.train.seed)))
+            # Converting the encoder needs TensorFlow (about 5 s to start); a store that has it does not.
+            if spec is None:
+                from datasets.tf_runtime import import_tensorflow
+
+                import_tensorflow(quiet=args.quiet)  # first: quiets its start-up notices for what imports it
+                from training.style_encoder import ensure_encoder
+
+                spec = ensure_encoder(store, config.model, size, config.train.seed, paths[:64])
             digests = content_digests(store, paths, progress=not args.quiet)
             unreadable = [p for p, d in zip(paths, digests, strict=True) if d is None]
             if len(unreadable) == len(paths):

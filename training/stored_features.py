@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from datasets.features.digests import content_digests
-from datasets.features.encoders import EncoderSpec, encoder_key
+from datasets.features.encoders import EncoderSpec, encoder_key, ready_encoder
 from datasets.features.engines import encode_missing
 from datasets.features.store import FeatureStore
 from training.config import RunConfig
@@ -34,31 +34,22 @@ from training.gram_projection import (
     set_gram_projections,
 )
 from training.style_encoder import (
-    encoder_identity,
     ensure_encoder,
     keras_encoder,
     mean_grams,
-    ready_encoder,
     run_transform,
 )
+from training.weights_identity import encoder_identity
 
 log = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
 
 
-def store_root(config: RunConfig) -> Path:
-    """features.store, or store/ in the cache folder (data.cache_dir, default runs/cache)."""
-    if config.features.store:
-        return Path(config.features.store)
-    cache = Path(config.data.cache_dir) if config.data.cache_dir else config.run_dir.parent / "cache"
-    return cache / "store"
-
-
 def run_encoder(config: RunConfig, size: tuple[int, int]) -> EncoderSpec | None:
     """The store's encoder that this run's frozen features came from; None if it has none."""
     identity = encoder_identity(config.model, size, config.train.seed)
-    return ready_encoder(store_root(config), encoder_key(identity))
+    return ready_encoder(config.store_root, encoder_key(identity))
 
 
 def encode_through_store(paths: Sequence[Path], train_count: int, backbone: keras.Model, config: RunConfig,
@@ -66,7 +57,7 @@ def encode_through_store(paths: Sequence[Path], train_count: int, backbone: kera
                          check: Callable[[], None] | None = None) -> EncodedImages:
     """Features of every image of the run (the first `train_count` are its training images), as
     `training.feature_cache.encode_all` gave them, through the store; sets `backbone`'s projections."""
-    with FeatureStore(store_root(config)) as store:
+    with FeatureStore(config.store_root) as store:
         spec = ensure_encoder(store, config.model, size, config.train.seed, paths[:64])
         digests = content_digests(store, paths, progress=progress)
         features = config.features

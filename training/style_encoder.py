@@ -14,40 +14,26 @@ Keras on real images at conversion, and kept in the store for every worker of ev
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from datasets.features.encoders import EncoderSpec, encoder_key, other_resizes
+from datasets.features.encoders import EncoderSpec, encoder_key, other_resizes, ready_encoder
 from datasets.features.store import FeatureStore
 from datasets.images import ImageError, load_resized
 from models.channel_statistics import ChannelStatistics
 from models.gram_pooling import GramPooling
-from models.registry import backbone_spec, check_options
 from training.config import ModelConfig
-from training.weights_identity import backbone_identity
+from training.weights_identity import encoder_identity, raw_model_config
 
 log = logging.getLogger(__name__)
 
 MIN_ENCODER_COSINE = 0.9999  # LiteRT against Keras, per image, at conversion
 _CHECK_IMAGES = 16
-
-
-def raw_model_config(config: ModelConfig) -> ModelConfig:
-    """The backbone with every Gram tap unprojected, where the backbone has projections."""
-    options = dict(config.backbone_options)
-    spec = backbone_spec(config.backbone)
-    try:
-        check_options(spec, {**options, "gram_channels": None})
-    except ValueError:
-        return config
-    return replace(config, backbone_options={**options, "gram_channels": None})
 
 
 def feature_layout(backbone: keras.Model) -> tuple[dict, ...]:
@@ -66,20 +52,6 @@ def feature_layout(backbone: keras.Model) -> tuple[dict, ...]:
     if sum(p["width"] for p in parts) != int(backbone.output_shape[-1]):
         return ({"name": "features", "kind": "raw", "width": int(backbone.output_shape[-1])},)
     return tuple(parts)
-
-
-def encoder_identity(config: ModelConfig, size: tuple[int, int], seed: int) -> dict:
-    """What names the store's encoder for this backbone (its key is a digest of it)."""
-    return json.loads(backbone_identity(raw_model_config(config), size, seed))
-
-
-def ready_encoder(root: os.PathLike, key: str) -> EncoderSpec | None:
-    """The store's encoder `key`, if it was converted and checked; None otherwise."""
-    try:
-        spec = EncoderSpec.load(root, key)
-    except ValueError:
-        return None
-    return spec if spec.ready() else None
 
 
 def ensure_encoder(store: FeatureStore, config: ModelConfig, size: tuple[int, int], seed: int,

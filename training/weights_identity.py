@@ -1,13 +1,16 @@
-"""What a backbone's features depend on, as one string: the key of the feature cache."""
+"""What a backbone's features depend on, as one string: the key of the feature cache, and the
+identity of the feature store's encoder. Nothing here builds a model or imports Keras, so that a
+command can tell whether the store already holds its encoder without starting TensorFlow."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from datasets.features.digests import file_sha256
 from datasets.images import resize_fingerprint
-from models.pretrained_weights import PACKAGED, packaged_state_dict
-from models.registry import backbone_spec, resolve_weights
+from models.packaged_weights import PACKAGED, packaged_state_dict
+from models.registry import backbone_spec, check_options, resolve_weights
 from training.config import ModelConfig
 
 
@@ -29,3 +32,19 @@ def backbone_identity(config: ModelConfig, size: tuple[int, int], seed: int, pro
                        "options": config.backbone_options, "size": list(size), "weights": source,
                        "resize": resize_fingerprint(tuple(size)), "projection": projection},
                       sort_keys=True, default=list)
+
+
+def raw_model_config(config: ModelConfig) -> ModelConfig:
+    """The backbone with every Gram tap unprojected, where the backbone has projections."""
+    options = dict(config.backbone_options)
+    spec = backbone_spec(config.backbone)
+    try:
+        check_options(spec, {**options, "gram_channels": None})
+    except ValueError:
+        return config
+    return replace(config, backbone_options={**options, "gram_channels": None})
+
+
+def encoder_identity(config: ModelConfig, size: tuple[int, int], seed: int) -> dict:
+    """What names the store's encoder for this backbone (its key is a digest of it)."""
+    return json.loads(backbone_identity(raw_model_config(config), size, seed))

@@ -134,6 +134,15 @@ class EncoderSpec:
         return spec
 
 
+def ready_encoder(root: str | os.PathLike, key: str) -> EncoderSpec | None:
+    """The store's encoder `key`, if it was converted and checked; None otherwise."""
+    try:
+        spec = EncoderSpec.load(root, key)
+    except StoreError:
+        return None
+    return spec if spec.ready() else None
+
+
 class LiteRTEncoder:
     """uint8 images [n, H, W, 3] -> float32 features [n, dim], with the spec's LiteRT network."""
 
