@@ -13,6 +13,7 @@ encoder. Wall time and the child's peak RSS (its VmHWM), per round and as median
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -27,17 +28,9 @@ sys.path.insert(0, str(REPO))
 
 from scale_encoding import SIZE, converted_encoder, fresh_store, manifest_paths  # noqa: E402
 from scale_store import encode_command  # noqa: E402
+from scale_synthetic import status_kb  # noqa: E402
 
 BASELINE_REV = "66c9fa8"  # the last commit whose training.encode imported TensorFlow on every run
-
-
-def _high_water_mb(pid: int) -> float | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    line = next((x for x in status.splitlines() if x.startswith("VmHWM:")), None)
-    return int(line.split()[1]) / 1024 if line else None
 
 
 def timed_child(command: list[str], tree: Path) -> tuple[float, float]:
@@ -50,7 +43,8 @@ def timed_child(command: list[str], tree: Path) -> tuple[float, float]:
         start = time.perf_counter()
         child = subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=errors)
         while child.poll() is None:
-            peak = max(peak, _high_water_mb(child.pid) or 0.0)
+            with contextlib.suppress(OSError, StopIteration):  # exiting between poll and read
+                peak = max(peak, status_kb("VmHWM", child.pid) / 1024)
             time.sleep(0.005)
         seconds = time.perf_counter() - start
         if child.returncode:

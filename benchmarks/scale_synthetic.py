@@ -20,8 +20,9 @@ CHILD = Path(__file__).with_name("catalog_scale.py")  # puts the repository on s
 SYNTHETIC_CHUNK = 65_536  # digests asked of the store at a time
 
 
-def _status_kb(field: str) -> int:
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
+def status_kb(field: str, pid: int | str = "self") -> int:
+    """A process's `field` of /proc/PID/status (VmHWM, RssAnon, ...) in kB."""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith(field + ":"))
     return int(line.split()[1])
 
 
@@ -34,7 +35,7 @@ def synthetic_child(root: Path, images: int, dim: int) -> dict:
 
     def sample() -> None:
         while not done.wait(0.02):
-            peak_anon[0] = max(peak_anon[0], _status_kb("RssAnon"))
+            peak_anon[0] = max(peak_anon[0], status_kb("RssAnon"))
 
     threading.Thread(target=sample, daemon=True).start()
     rng = np.random.default_rng(0)
@@ -69,10 +70,10 @@ def synthetic_child(root: Path, images: int, dim: int) -> dict:
             all_found &= bool(found.all())
         read = time.perf_counter() - start
         # A last sample before the store closes: a small run can end between two periodic ones.
-        peak_anon[0] = max(peak_anon[0], _status_kb("RssAnon"))
+        peak_anon[0] = max(peak_anon[0], status_kb("RssAnon"))
     done.set()
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its parent's.
-    peak_mb = _status_kb("VmHWM") / 1024
+    peak_mb = status_kb("VmHWM") / 1024
     return {
         "images": images,
         "dim": dim,
