@@ -21,6 +21,7 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> keras.Model:
     import models.gram_pooling
     import models.l2_normalize
     import models.run_features
-    import models.style_model  # noqa: F401
+    import models.style_model
+    import models.supervised_contrastive_loss  # noqa: F401
 
     return keras.saving.load_model(path, compile=compile)

@@ -109,6 +109,24 @@ def test_fine_tune_mode_trains_the_backbone_after_the_heads(tmp_path):
     assert any("block" in w.path for w in tuned.trainable_weights)
 
 
+def test_a_descriptor_loss_trains_the_descriptor_on_titles(tmp_path):
+    """model.descriptor_loss_weight: the descriptor gets a supervised contrastive loss over titles, on
+    the balanced stream (the frozen heads, then the fine-tuned model) and on validation rows."""
+    paths = write_manifests(tmp_path, authors=2, titles=2, per_title=8)
+    train_cli("--manifest", str(paths["train"]), "--val-manifest", str(paths["val"]), "--out-dir",
+              str(tmp_path / "runs"), "--name", "d", *SMALL, "--set", "train.mode=fine_tune",
+              "--set", "train.fine_tune_epochs=1", "--set", "model.descriptor_loss_weight=0.5")
+    run = tmp_path / "runs" / "d"
+    with open(run / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4  # 3 frozen epochs, 1 fine-tuned
+    for row in rows:
+        for key in ("descriptor_loss", "val_descriptor_loss"):
+            assert np.isfinite(float(row[key])) and float(row[key]) > 0
+    assert "descriptor_loss_weight: 0.5" in (run / "config.yaml").read_text()
+    assert Bundle.load(run / "bundle").exemplars is not None
+
+
 @pytest.mark.parametrize("mode", ["frozen", "fine_tune"])
 def test_each_mode_trains_a_step_saves_and_reloads_identically(mode, tmp_path):
     import keras

@@ -14,6 +14,7 @@ from models.cosine_margin_loss import CosineMarginLoss  # noqa: E402
 from models.registry import backbone_spec, create_backbone, list_backbones  # noqa: E402
 from models.saving import load_model  # noqa: E402
 from models.style_model import StyleModel  # noqa: E402
+from models.supervised_contrastive_loss import SupervisedContrastiveLoss  # noqa: E402
 from models.transfer import pretrained_base  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 
@@ -126,12 +127,41 @@ def test_cosine_margin_loss_matches_a_hand_computation():
     assert float(unknown) == pytest.approx(float(alone), rel=1e-5)
 
 
+def test_supervised_contrastive_loss_matches_a_hand_computation():
+    """Khosla et al. (2020), eq. 2: each anchor's mean log-softmax of its positives over the rest of
+    the batch; -1 is never an anchor or a positive, only a negative; an anchor with no positive adds
+    0 to the batch mean."""
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(7, 4)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels = np.array([0, 0, 1, 1, 1, -1, 2])  # 5 anchors with positives; -1 and 2 have none
+    temperature = 0.5
+    terms = []
+    for i, y in enumerate(labels):
+        positives = [j for j in range(7) if j != i and y >= 0 and labels[j] == y]
+        if not positives:
+            terms.append(0.0)
+            continue
+        logits = {j: float(vectors[i] @ vectors[j]) / temperature for j in range(7) if j != i}
+        log_total = np.log(sum(np.exp(v) for v in logits.values()))
+        terms.append(-np.mean([logits[j] - log_total for j in positives]))
+    loss = SupervisedContrastiveLoss(temperature)
+    assert float(loss(labels, vectors)) == pytest.approx(float(np.mean(terms)), rel=1e-5)
+    # Titles pulled together lose less than the same vectors with the labels shuffled apart.
+    together = np.repeat(np.eye(3, dtype=np.float32), 2, axis=0)
+    assert float(loss(np.array([0, 0, 1, 1, 2, 2]), together)) < float(loss(np.array([0, 1, 2, 0, 1, 2]),
+                                                                               together))
+    assert SupervisedContrastiveLoss.from_config(loss.get_config()).temperature == temperature
+
+
 def test_a_compiled_checkpoint_reloads_in_a_fresh_process(tmp_path):
-    """last.keras keeps the title loss; load_model alone must know it (a resumed run, a notebook)."""
+    """last.keras keeps the title and descriptor losses; load_model alone must know them (a resumed
+    run, a notebook)."""
     model = StyleModel(create_backbone("style_cnn", input_shape=(16, 16, 3), filters=(8, 16)), num_authors=2,
-                       num_titles=3, embedding_dim=8)
+                       num_titles=3, embedding_dim=8, hidden_units=8)
     model.compile(optimizer="adam", loss={"author": "sparse_categorical_crossentropy",
-                                          "title": CosineMarginLoss(margin=0.1)})
+                                          "title": CosineMarginLoss(margin=0.1),
+                                          "descriptor": SupervisedContrastiveLoss(0.2)})
     model.save(tmp_path / "last.keras")
     code = f"from models.saving import load_model; load_model({str(tmp_path / 'last.keras')!r})"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,

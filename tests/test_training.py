@@ -117,6 +117,7 @@ def test_same_seed_same_history(tmp_path):
     (["--set", "train.epochz=3"], "unknown config key train.epochz"),
     (["--catalog", "MISSING"], "MISSING: no such catalog"),
     (["--set", "model.title_margin=1.5"], "model.title_margin must be in [0, 1)"),
+    (["--set", "model.descriptor_temperature=0"], "model.descriptor_temperature must be positive"),
     (["--set", "augment.pixel_shift=-1"], "pixel_shift must not be negative"),
     (["--set", "model.backbone_options.filterz=[8]"], "style_cnn has no option 'filterz'"),
     (["--set", "model.backbone_options.gram_blocks=[9]"], "gram_blocks 9 is not a block of style_cnn"),

@@ -84,12 +84,19 @@ class ModelConfig:
     title_scale: float = 16.0
     # Additive cosine margin on the title head (CosFace); 0 is a plain cosine softmax.
     title_margin: float = 0.0
+    # A supervised contrastive loss on the descriptor (titles as classes), 0: none; the descriptor
+    # otherwise has no loss of its own. Its temperature on the descriptor's cosines.
+    descriptor_loss_weight: float = 0.0
+    descriptor_temperature: float = 0.1
 
     def __post_init__(self) -> None:
         if self.genre_loss not in ("bce", "focal"):
             raise ValueError(f"model.genre_loss must be bce or focal, got {self.genre_loss!r}")
         if not 0 <= self.title_margin < 1:
             raise ValueError("model.title_margin must be in [0, 1)")
+        if self.descriptor_loss_weight < 0 or self.descriptor_temperature <= 0:
+            raise ValueError("model.descriptor_loss_weight must not be negative, and "
+                             "model.descriptor_temperature must be positive")
         if self.embedding_dim < 8:
             raise ValueError("model.embedding_dim must be at least 8")
         if (self.head_l2 < 0 or self.hidden_units < 0 or self.bottleneck_units < 0

@@ -9,6 +9,7 @@ import tensorflow as tf
 from models.cosine_margin_loss import CosineMarginLoss
 from models.registry import BackboneSpec, create_backbone
 from models.style_model import StyleModel
+from models.supervised_contrastive_loss import SupervisedContrastiveLoss
 from training.config import ModelConfig
 from training.data import Vocabulary
 from training.fused_adamw import FusedAdamW
@@ -61,6 +62,9 @@ def compile_model(model: keras.Model, config: ModelConfig, learning_rate, weight
     if "title" in names:
         losses["title"] = CosineMarginLoss(config.title_scale, config.title_margin)
         weights["title"] = config.title_loss_weight
+    if descriptor_titles(model, config):
+        losses["descriptor"] = SupervisedContrastiveLoss(config.descriptor_temperature)
+        weights["descriptor"] = config.descriptor_loss_weight
     model.compile(optimizer=FusedAdamW(learning_rate, weight_decay=weight_decay),
                   loss=losses, loss_weights=weights, metrics=metrics, jit_compile=jit_compile)
 
@@ -72,35 +76,47 @@ def monitored(model: keras.Model, has_val: bool) -> str:
     return f"val_{metric}" if has_val else metric
 
 
-def stream_targets(model: keras.Model, label: str):
+def descriptor_titles(model: keras.Model, config: ModelConfig) -> bool:
+    """Whether `compile_model` gives `model`'s descriptor a loss, whose targets are title indices."""
+    names = set(model.output)
+    return "descriptor" in names and "title" in names and config.descriptor_loss_weight > 0
+
+
+def stream_targets(model: keras.Model, label: str, config: ModelConfig):
     """A tf.data map from the balanced stream's (inputs, targets, weights) to the model's targets:
     one-hot authors (label smoothing needs them), a copy for the mixture, and a placeholder for
     the embedding and descriptor outputs, which have no loss but for which Keras still expects
-    targets."""
+    targets (title indices for a descriptor compiled with a loss)."""
     names = set(model.output)
     authors = model.output["author"].shape[-1] if "author" in names else 0
     embedding_dim = model.output["embedding"].shape[-1]
     descriptor_dim = model.output["descriptor"].shape[-1] if "descriptor" in names else 0
+    titles = descriptor_titles(model, config)
 
     def convert(inputs, targets, weights):
         if not isinstance(targets, dict):
             targets = {"author" if label == "author" else "genres": targets}
+        title_targets = targets.get("title")
         targets = {k: v for k, v in targets.items() if k in names}
         if "author" in targets:
             targets["author"] = tf.one_hot(targets["author"], authors)
             if "author_mixture" in names:
                 targets["author_mixture"] = targets["author"]
         targets["embedding"] = tf.zeros([tf.shape(inputs)[0], embedding_dim])
-        if descriptor_dim:
+        if titles:
+            targets["descriptor"] = title_targets
+        elif descriptor_dim:
             targets["descriptor"] = tf.zeros([tf.shape(inputs)[0], descriptor_dim])
         return inputs, targets, weights
     return convert
 
 
-def array_targets(model: keras.Model, vocabulary: Vocabulary, rows) -> dict[str, np.ndarray]:
+def array_targets(model: keras.Model, vocabulary: Vocabulary, rows,
+                  config: ModelConfig) -> dict[str, np.ndarray]:
     """The same targets as numpy arrays, for validation rows."""
     names = set(model.output)
-    targets = {k: v for k, v in vocabulary.targets(rows).items() if k in names}
+    every = vocabulary.targets(rows)
+    targets = {k: v for k, v in every.items() if k in names}
     if "title" in targets:
         # Unseen titles (a --by title split) have no class: their title loss is meaningless
         # but harmless; the monitored author figures are exact.
@@ -112,6 +128,8 @@ def array_targets(model: keras.Model, vocabulary: Vocabulary, rows) -> dict[str,
     for name in ("embedding", "descriptor"):
         if name in names:
             targets[name] = np.zeros((len(rows), model.output[name].shape[-1]), np.float32)
+    if descriptor_titles(model, config):
+        targets["descriptor"] = every["title"]  # -1 for titles without an index: only negatives
     return targets
 
 

@@ -218,15 +218,15 @@ def _stream(pool: Pool, index: np.ndarray, data: TrainingData, config: RunConfig
                           extra_targets=extra, rows=(pool.source, pool.usable[index], index))
 
 
-def _validation(pool: Pool, data: TrainingData, model, batch_size: int) -> tf.data.Dataset | None:
+def _validation(pool: Pool, data: TrainingData, model, config: RunConfig) -> tf.data.Dataset | None:
     keep = pool.usable_of(pool.val)
     if not len(keep):
         return None
     rows = [pool.rows[i] for i in keep]
     inputs = np.asarray(pool.source[keep])
     inputs = inputs.astype(np.float32) if inputs.ndim == 2 else inputs.astype(np.float32) / 255.0
-    return tf.data.Dataset.from_tensor_slices((inputs, array_targets(model, data.vocabulary, rows))
-                                              ).batch(batch_size)
+    targets = array_targets(model, data.vocabulary, rows, config.model)
+    return tf.data.Dataset.from_tensor_slices((inputs, targets)).batch(config.balance.batch_size)
 
 
 def _train_heads(model: StyleModel, pool: Pool, data, config: RunConfig, run_dir: Path, phase: str,
@@ -260,14 +260,15 @@ def _train_heads(model: StyleModel, pool: Pool, data, config: RunConfig, run_dir
             compile_model(heads, config.model,
                           _schedule(config, learning_rate, end - start, stream.steps_per_epoch),
                           config.train.weight_decay, config.train.jit_compile)
-    val = _validation(pool, data, heads, config.balance.batch_size) if phase == "frozen" else None
+    val = _validation(pool, data, heads, config) if phase == "frozen" else None
     if done > 0:
         trim_history(run_dir / "history.csv", done)
     callbacks = _callbacks(run_dir, phase, monitored(heads, val is not None),
                            best if phase == "frozen" else None, config, stream.sampler.epoch_size, end,
                            resumed=resuming, checkpoint_stem=stem, early_stopping=False, appending=done > 0,
                            stop=stop)
-    heads.fit(stream.dataset(end, start_epoch=done).map(stream_targets(heads, data.label)), epochs=end,
+    targets = stream_targets(heads, data.label, config.model)
+    heads.fit(stream.dataset(end, start_epoch=done).map(targets), epochs=end,
               initial_epoch=done, steps_per_epoch=stream.steps_per_epoch, validation_data=val,
               callbacks=callbacks, verbose=0, shuffle=False)
 
@@ -303,7 +304,7 @@ def _train_on_images(model: StyleModel, pool: Pool, data, config: RunConfig, run
             compile_model(model, config.model, _schedule(config, learning_rate, end - start,
                                                          stream.steps_per_epoch),
                           config.train.weight_decay, config.train.jit_compile)
-    to_keras = stream_targets(model, data.label)
+    to_keras = stream_targets(model, data.label, config.model)
     input_wait = None
     if _probe_input(config, runtime.gpus) and not resuming:
         input_wait = measure_input_wait(model, stream.dataset(1).map(to_keras))
@@ -313,7 +314,7 @@ def _train_on_images(model: StyleModel, pool: Pool, data, config: RunConfig, run
             compile_model(model, config.model, _schedule(config, learning_rate, end - start,
                                                          stream.steps_per_epoch),
                           config.train.weight_decay, config.train.jit_compile)
-    val = _validation(pool, data, model, config.balance.batch_size)
+    val = _validation(pool, data, model, config)
     if done > 0:
         trim_history(run_dir / "history.csv", done)
     callbacks = _callbacks(run_dir, phase, monitored(model, val is not None), best, config,
