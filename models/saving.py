@@ -12,7 +12,8 @@ from models.registry import list_backbones
 def load_model(path: str | os.PathLike, compile: bool = True) -> keras.Model:
     list_backbones()  # the backbone modules, for any layer one of them defines at module level
     # Every Stylefinder layer a saved model may name (the backbones import theirs only when they
-    # build), and the title loss, which compiled checkpoints (last.keras, best.keras) name.
+    # build), and the title and descriptor losses, which compiled checkpoints (last.keras, best.keras)
+    # name.
     import models.author_from_titles
     import models.caffe_preprocess
     import models.channel_statistics
