@@ -14,7 +14,9 @@ DATA_DIR is the output of `../shared/data/icon_themes.py` (or `font_styles.py`).
 Prints one JSON document: title hit@1 / hit@10 and author top-1 for enrolled against trained
 titles, for each title ranking (`inference.query.RANKINGS`: nearest exemplars, the default, and
 title means), beside the priors, how much the trained titles' figures moved (in the same ranking,
-and against the title means before enrolling), and the query time per image before and after
+and against the title means before enrolling), how many trained-title images enrolled titles took
+and how many of those went to a look-alike the enroll named for their own title (a fork), the trained
+titles' change apart from the titles in those pairs, and the query time per image before and after
 enrolling.
 """
 
@@ -66,20 +68,42 @@ def choose_held_out(rows: list[dict], count: int, single: int, seed: int) -> lis
     return chosen
 
 
-def score(finder: StyleFinder, rows: list[dict], data_dir: Path, batch: int = 64) -> dict:
-    """Title hit@1 / hit@10 and author top-1 over `rows`, through the query path."""
-    hits1 = hits10 = authors = 0
+def answers(finder: StyleFinder, rows: list[dict], data_dir: Path, batch: int = 64) -> list[tuple]:
+    """Each row's top-10 titles and top author (or None), through the query path."""
+    out = []
     for start in range(0, len(rows), batch):
         chunk = rows[start:start + batch]
-        results = finder.query([data_dir / r["image"] for r in chunk], k=10)
-        for row, result in zip(chunk, results, strict=True):
-            titles = [t.title for t in result.titles]
-            hits1 += titles[0] == row["title"]
-            hits10 += row["title"] in titles
-            authors += bool(result.authors) and result.authors[0].name == row["author"]
+        for result in finder.query([data_dir / r["image"] for r in chunk], k=10):
+            out.append(([t.title for t in result.titles], result.authors[0].name if result.authors else None))
+    return out
+
+
+def figures(rows: list[dict], answered: list[tuple]) -> dict:
+    """Title hit@1 / hit@10 and author top-1 of `answered` (`answers`) over `rows`."""
+    hits1 = sum(titles[0] == r["title"] for r, (titles, _) in zip(rows, answered, strict=True))
+    hits10 = sum(r["title"] in titles for r, (titles, _) in zip(rows, answered, strict=True))
+    authors = sum(author == r["author"] for r, (_, author) in zip(rows, answered, strict=True))
     n = max(len(rows), 1)
     return {"images": len(rows), "title_hit1": round(hits1 / n, 4), "title_hit10": round(hits10 / n, 4),
             "author_top1": round(authors / n, 4)}
+
+
+def score(finder: StyleFinder, rows: list[dict], data_dir: Path) -> dict:
+    """Title hit@1 / hit@10 and author top-1 over `rows`, through the query path."""
+    return figures(rows, answers(finder, rows, data_dir))
+
+
+def changes(after: dict, before: dict) -> dict:
+    return {k: round(after[k] - before[k], 4) for k in ("title_hit1", "title_hit10", "author_top1")}
+
+
+def taken_by_enrolled(rows: list[dict], before: list[tuple], after: list[tuple], held: list[str],
+                      pairs: set[frozenset]) -> dict:
+    """Trained-title images named right before enrolling and an enrolled title after: how many,
+    and how many of them went to a look-alike the enroll named for their own title."""
+    taken = [(r["title"], a[0][0]) for r, b, a in zip(rows, before, after, strict=True)
+             if b[0][0] == r["title"] and a[0][0] in held]
+    return {"images": len(taken), "to_a_named_look_alike": sum(frozenset(t) in pairs for t in taken)}
 
 
 def main() -> None:
@@ -119,29 +143,41 @@ def main() -> None:
     enrolled_test = [r for r in test if r["title"] in held]
     new_authors = {r["author"] for r in enrolled_test} - set(finder.bundle.authors)
     start = time.perf_counter()
-    before = {ranking: score(f, trained_test, args.data_dir) for ranking, f in finders.items()}
+    answered = {ranking: answers(f, trained_test, args.data_dir) for ranking, f in finders.items()}
     query_before = (time.perf_counter() - start) / len(finders)
+    before = {ranking: figures(trained_test, a) for ranking, a in answered.items()}
     images = [EnrollImage(args.data_dir / r["image"], r["title"], r["author"], tuple(
         g for g in r.get("genres", "").split("|") if g)) for r in train if r["title"] in held]
     start = time.perf_counter()
     report = enroll(bundle, images, str(args.data_dir / "train.csv"), progress=False, finder=finder)
     enroll_seconds = time.perf_counter() - start
+    pairs = {frozenset((p.title, p.other)) for p in report.look_alikes}
+    # Trained titles with no look-alike among the enrolled ones: what the enroll costs them apart
+    # from forks of their own title (which the enroll names to the user).
+    alike = {t for pair in pairs for t in pair if pair & set(held)}
+    apart = [i for i, r in enumerate(trained_test) if r["title"] not in alike]
     rankings = {}
     of_new = [r for r in enrolled_test if r["author"] in new_authors]
     for ranking, f in finders.items():
         f.refresh()
         start = time.perf_counter()
-        after = score(f, trained_test, args.data_dir)
+        answered_after = answers(f, trained_test, args.data_dir)
         if f is finder:
             query_after = time.perf_counter() - start
+        after = figures(trained_test, answered_after)
+        rows_apart = [trained_test[i] for i in apart]
         rankings[ranking] = {
             "trained_titles_before": before[ranking], "trained_titles_after": after,
-            "trained_change": {k: round(after[k] - before[ranking][k], 4)
-                               for k in ("title_hit1", "title_hit10", "author_top1")},
+            "trained_change": changes(after, before[ranking]),
             # Against today's users' figures: the title means before anything is enrolled (the
             # issue's "trained titles unchanged" row, as benchmarks/enroll_rankings.py reports it).
-            "trained_change_vs_means_before": {k: round(after[k] - before["means"][k], 4)
-                                               for k in ("title_hit1", "title_hit10", "author_top1")},
+            "trained_change_vs_means_before": changes(after, before["means"]),
+            "trained_taken_by_enrolled": taken_by_enrolled(trained_test, answered[ranking], answered_after,
+                                                           held, pairs),
+            "trained_change_apart_from_look_alikes": {
+                "images": len(apart),
+                **changes(figures(rows_apart, [answered_after[i] for i in apart]),
+                          figures(rows_apart, [answered[ranking][i] for i in apart]))},
             "enrolled_titles": score(f, enrolled_test, args.data_dir),
             "enrolled_titles_of_new_authors": score(f, of_new, args.data_dir),
             "enrolled_titles_of_known_authors": score(f, [r for r in enrolled_test if r not in of_new],

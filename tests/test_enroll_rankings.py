@@ -115,3 +115,20 @@ def test_both_sides_of_the_relu_score_the_mean_of_the_two_cosines():
     np.testing.assert_allclose(rows @ rows.T, (pre @ pre.T + post @ post.T) / 2, atol=1e-12)
     with pytest.raises(SystemExit, match="head_hidden is linear"):
         benchmark.layer_rows({"head_hidden": np.abs(hidden)}, benchmark.BOTH_SIDES)
+
+
+def test_the_enroll_benchmark_counts_trained_images_taken_by_enrolled_forks():
+    """Only images right before and named an enrolled title after count; of those, the ones
+    named a look-alike the enroll reported for their own title."""
+    path = REPO / "benchmarks" / "enroll.py"
+    spec = importlib.util.spec_from_file_location("enroll_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    rows = [{"title": t, "author": "a"} for t in ("gnome", "gnome", "gnome", "tango", "tango")]
+    before = [(["gnome"], "a"), (["gnome"], "a"), (["tango"], "a"), (["tango"], "a"), (["tango"], "b")]
+    after = [(["mate"], "a"), (["gnome"], "a"), (["mate"], "a"), (["elementary"], "a"), (["tango"], "a")]
+    taken = benchmark.taken_by_enrolled(rows, before, after, ["mate", "elementary"],
+                                        {frozenset(("gnome", "mate"))})
+    assert taken == {"images": 2, "to_a_named_look_alike": 1}
+    assert benchmark.figures(rows, after) == {"images": 5, "title_hit1": 0.4, "title_hit10": 0.4,
+                                              "author_top1": 1.0}
