@@ -4,11 +4,11 @@ Enrolling a fork of a title the bundle knows (an icon theme derived from another
 spin-off by the same studio) makes queries of either likely to name the other. On the enroll
 benchmark's five icon draws the trained-title images that enrolled titles took went to forks of
 their own title (mate took gnome's, elementary-xfce elementary's), to titles of the same family
-or look (papirus took paper's, from which it grew, and numix's) and a few elsewhere; on the fonts, to families of the same kind
-(sans, serif; docs/benchmarks.md, thirteenth and nineteenth sessions). Pairs below `SHARE` go
-unnamed: in the nineteenth session's draws they took most of what was lost in every draw but the
-one that lost most. The user should hear of a look-alike when it happens, not find it in the
-answers later.
+or look (papirus took paper's, from which it grew, and numix's) and a few elsewhere; on the
+fonts, to families of the same kind (sans, serif; docs/benchmarks.md, thirteenth and nineteenth
+sessions). Pairs below `SHARE` go unnamed: in the nineteenth session's draws they took most of
+what was lost in every draw but the one that lost most. The user should hear of a look-alike when
+it happens, not find it in the answers later.
 
 For each title touched by an enroll, some of its images are held out one at a time and ranked
 against every title's exemplars (`TitleExemplars.scores`, the nearest-exemplar score that names
