@@ -6,7 +6,9 @@ and JPEG decoders. Instead every file is read once through the data layer's
 loader, in parallel threads, resized, and stored in an `.npy` file on disk that
 the pipeline maps into memory: pages come and go under the OS's control, the
 process never holds the whole set, and the next run with the same files and
-size reuses the file. A file that fails to decode is left out with a warning.
+size reuses the file (the cache folder keeps the few most recently used such
+files: datasets/derived_files.py). A file that fails to decode is left out with
+a warning.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from datasets.derived_files import mark_used, prune
 from datasets.image_hash import difference_hash
 from datasets.images import DEFAULT_MAX_PIXELS, ImageError, load_resized, resize_fingerprint
 
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 2
 _CHUNK = 1024  # images in flight at once: bounds the memory of pending results
+_PREFIX = "decoded-"
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,9 @@ def decode_all(paths: Sequence[Path], size: tuple[int, int], cache_dir: str | os
     cache_dir = Path(cache_dir)
     key = _cache_key(paths, size)
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-    if not (array_path.is_file() and meta_path.is_file()):
+    if not mark_used(array_path, meta_path):
         _build(paths, size, array_path, meta_path, threads or os.cpu_count() or 1, max_pixels, progress)
+    prune(cache_dir, _PREFIX)
     meta = json.loads(meta_path.read_text())
     problems = tuple(meta["problems"])
     for problem in problems:
@@ -101,7 +106,7 @@ def _cache_key(paths: Sequence[Path], size: tuple[int, int]) -> str:
     digest = hashlib.sha256(f"v{_FORMAT_VERSION} {size[0]}x{size[1]} {resize}\n".encode())
     for path in paths:
         digest.update(file_fingerprint(path))
-    return f"decoded-{size[0]}x{size[1]}-{digest.hexdigest()[:20]}"
+    return f"{_PREFIX}{size[0]}x{size[1]}-{digest.hexdigest()[:20]}"
 
 
 def file_fingerprint(path: str | os.PathLike) -> bytes:

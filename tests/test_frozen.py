@@ -3,8 +3,10 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -61,6 +63,36 @@ def test_default_run_carves_validation_trains_frozen_heads_and_exports(frozen_ru
     assert bundle.open_set and bundle.genre_thresholds
     assert "efficientnet_lite0" in (run / "bundle" / "MODEL_CARD.md").read_text()
 
+
+
+def test_a_run_on_a_new_subset_encodes_nothing_and_the_cache_keeps_a_few_projected_sets(frozen_run, tmp_path):
+    """A retrain on a subset of stored images gathers its own projected features from the store;
+    the cache folder removes projected sets no run used for long beyond the few most recent."""
+    folder, paths, _ = frozen_run
+    cache = folder / "runs" / "cache"
+    stale = time.time() - 10 * 86400
+    planted = []
+    for i in range(3):  # as old retrains would have left them
+        array = cache / f"run-features-stale{i}.npy"
+        np.save(array, np.zeros((2, 3), np.float16))
+        array.with_suffix(".json").write_text("{}")
+        for path in (array, array.with_suffix(".json")):
+            os.utime(path, (stale + i, stale + i))
+        planted.append(array)
+    with open(paths["train"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    subset = tmp_path / "subset.csv"
+    with open(subset, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows[::2])
+    result = train_cli("--manifest", str(subset), "--image-root", str(folder), "--out-dir",
+                       str(folder / "runs"), "--name", "subset", *SMALL, "--set", "train.epochs=1")
+    assert " 0 not stored; 0 encoded" in result.stderr, result.stderr[-2000:]
+    left = sorted(cache.glob("run-features-*.npy"))
+    # The default run's set, the subset's and the newest planted one: the two older planted ones go.
+    assert len(left) == 3 and planted[2] in left and planted[0] not in left and planted[1] not in left
+    assert f"removed {planted[0]}" in result.stderr
 
 def test_the_refit_goes_on_from_the_frozen_heads_for_a_third_of_the_epochs(frozen_run):
     folder, _, _ = frozen_run

@@ -5,7 +5,8 @@
 3. The Gram projections are fitted from the stored statistics of a sample of training images
    (or reloaded from the run, when resuming).
 4. The run's features, PᵀGP of each projected tap, are gathered shard by shard into one
-   memory-mapped file keyed by the digests and the projections, which a resumed run reuses.
+   memory-mapped file keyed by the digests and the projections, which a resumed run reuses; the
+   cache folder keeps the few most recently used of these (datasets/derived_files.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from datasets.derived_files import mark_used, prune
 from datasets.features.digests import content_digests
 from datasets.features.encoders import EncoderSpec, encoder_key, ready_encoder
 from datasets.features.engines import encode_missing
@@ -44,6 +46,7 @@ from training.weights_identity import encoder_identity
 log = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
+_PREFIX = "run-features-"  # the files the cache folder keeps a few of (datasets/derived_files.py)
 
 
 def run_encoder(config: RunConfig, size: tuple[int, int]) -> EncoderSpec | None:
@@ -100,11 +103,12 @@ def _gather(store: FeatureStore, spec: EncoderSpec, backbone: keras.Model, diges
     key = hashlib.sha256(f"v{_FORMAT_VERSION} {spec.key} {projection_digest(backbone)}\n".encode())
     for digest in digests:
         key.update(f"{digest}\n".encode())
-    array_path = cache_dir / f"run-features-{key.hexdigest()[:20]}.npy"
+    array_path = cache_dir / f"{_PREFIX}{key.hexdigest()[:20]}.npy"
     meta_path = array_path.with_suffix(".json")
-    if not (array_path.is_file() and meta_path.is_file()):
+    if not mark_used(array_path, meta_path):
         _write_run_features(store, spec, backbone, digests, paths, array_path, meta_path)
         built = True
+    prune(cache_dir, _PREFIX)
     meta = json.loads(meta_path.read_text())
     for problem in meta["problems"]:
         log.warning("skipped corrupt image: %s", problem)

@@ -1,0 +1,81 @@
+"""The cache folder keeps a few of each kind of per-run derived file (decoded pixels, a run's
+projected features) and removes the rest, never one used within the hour; a removed one is built
+again when a run wants it."""
+
+import os
+import time
+
+import numpy as np
+
+from datasets.decoded_cache import decode_all
+from datasets.derived_files import KEEP, RECENT_SECONDS, prune
+from datasets.images import load_resized
+from tests.imagegen import style_image
+
+DAY = 86400
+
+
+def _derived(folder, name, age_seconds, now):
+    """A .npy (a real array) and its .json, last used `age_seconds` before `now`."""
+    array, meta = folder / f"{name}.npy", folder / f"{name}.json"
+    np.save(array, np.zeros((2, 3), np.float16))
+    meta.write_text("{}")
+    for path in (array, meta):
+        os.utime(path, (now - age_seconds, now - age_seconds))
+    return array
+
+
+def test_prune_keeps_the_most_recently_used_and_anything_used_within_the_hour(tmp_path):
+    now = time.time()
+    by_age = [_derived(tmp_path, f"run-features-{i}", (i + 2) * DAY, now) for i in range(5)]
+    just_used = _derived(tmp_path, "run-features-now", RECENT_SECONDS // 2, now)
+    by_age[3].touch()  # reused by a run a moment ago: spared though older by its name
+    other_kind = _derived(tmp_path, "decoded-32x32-old", 30 * DAY, now)
+    in_flight = tmp_path / "run-features-9.npy.123.tmp"
+    in_flight.write_bytes(b"being written")
+
+    removed = prune(tmp_path, "run-features-", now=now)
+
+    # Kept: the three most recently used (just used, by_age[3] touched, by_age[0]), then by_age[1]
+    # and by_age[2] are older and go; by_age[4] too.
+    assert KEEP == 3
+    assert sorted(removed) == sorted([by_age[1], by_age[2], by_age[4]])
+    for array in removed:
+        assert not array.exists() and not array.with_suffix(".json").exists()
+    for array in (just_used, by_age[0], by_age[3], other_kind):
+        assert array.exists() and array.with_suffix(".json").exists()
+    assert in_flight.exists()
+
+
+def test_a_file_used_within_the_hour_is_spared_even_beyond_the_count(tmp_path):
+    now = time.time()
+    arrays = [_derived(tmp_path, f"decoded-32x32-{i}", 60 * (i + 1), now) for i in range(KEEP + 2)]
+    assert prune(tmp_path, "decoded-", now=now) == []
+    assert all(a.exists() for a in arrays)
+
+
+def test_decode_all_keeps_a_few_decoded_sets_and_decodes_a_removed_one_again(tmp_path):
+    images = []
+    for i in range(KEEP + 2):
+        path = tmp_path / f"img{i}.png"
+        style_image(i % 3, i, 24).save(path)
+        images.append(path)
+    cache = tmp_path / "cache"
+    # KEEP + 1 runs, each on images its own (so each writes its own file), the oldest used days ago.
+    first = decode_all(images[:1], (16, 16), cache, progress=False).path
+    for n in range(2, KEEP + 2):
+        decode_all(images[:n], (16, 16), cache, progress=False)
+    stale = time.time() - 2 * DAY
+    for k, path in enumerate(sorted(cache.glob("decoded-*.npy"), key=lambda p: p != first)):
+        for f in (path, path.with_suffix(".json")):
+            os.utime(f, (stale + k, stale + k))  # `first` the oldest
+    assert len(list(cache.glob("decoded-*.npy"))) == KEEP + 1
+
+    latest = decode_all(images, (16, 16), cache, progress=False)
+
+    left = sorted(cache.glob("decoded-*.npy"))
+    assert len(left) == KEEP and latest.path in left and first not in left
+    assert not first.with_suffix(".json").exists()
+    again = decode_all(images[:1], (16, 16), cache, progress=False)  # built once more, the same pixels
+    assert again.path == first and first.exists()
+    np.testing.assert_array_equal(again.pixels[0], load_resized(images[0], (16, 16)))
