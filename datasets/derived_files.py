@@ -32,6 +32,8 @@ def mark_used(array_path: Path, meta_path: Path) -> bool:
         os.utime(array_path)
     except FileNotFoundError:
         return False
+    except OSError:  # a cache this user may read and not write: used as it is, never pruned by us
+        return array_path.is_file() and meta_path.is_file()
     return True
 
 
@@ -56,6 +58,9 @@ def prune(cache_dir: Path, prefix: str, keep: int = KEEP, now: float | None = No
             path.with_suffix(".json").unlink(missing_ok=True)  # first: without it the .npy is never read
             path.unlink()
         except FileNotFoundError:
+            continue
+        except OSError as err:  # not ours to remove (a shared, read-only cache): left as it is
+            log.info("left %s: %s", path, err.strerror or err)
             continue
         log.info("removed %s (%.0f MB, last used %s): derived, rebuilt if a run needs it again", path,
                  size / 1e6, time.strftime("%Y-%m-%d %H:%M", time.localtime(used)))

@@ -3,13 +3,19 @@ projected features) and removes the rest, never one used within the hour; a remo
 again when a run wants it."""
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 from datasets.decoded_cache import decode_all
 from datasets.derived_files import KEEP, RECENT_SECONDS, prune
 from datasets.images import load_resized
+from tests.conftest import REPO
 from tests.imagegen import style_image
 
 DAY = 86400
@@ -79,3 +85,44 @@ def test_decode_all_keeps_a_few_decoded_sets_and_decodes_a_removed_one_again(tmp
     again = decode_all(images[:1], (16, 16), cache, progress=False)  # built once more, the same pixels
     assert again.path == first and first.exists()
     np.testing.assert_array_equal(again.pixels[0], load_resized(images[0], (16, 16)))
+
+
+
+def test_a_cache_this_user_cannot_write_is_read_as_it_is(tmp_path):
+    """Reusing decoded images from a cache folder the user may read and not write (a shared one)
+    neither fails nor removes anything: run in a process that cannot write there (as root, one
+    that gives up root after its imports)."""
+    folder = Path(tempfile.mkdtemp(prefix="read-only-cache-"))  # outside pytest's private tmp
+    try:
+        folder.chmod(0o755)
+        image = folder / "img.png"
+        style_image(0, 0, 24).save(image)
+        cache = folder / "cache"
+        first = decode_all([image], (16, 16), cache, progress=False)
+        now = time.time()
+        stale = [_derived(cache, f"decoded-16x16-old{i}", (i + 2) * DAY, now) for i in range(KEEP + 1)]
+        os.utime(first.path, (now - DAY, now - DAY))
+        for f in cache.iterdir():
+            f.chmod(0o444)
+        cache.chmod(0o555)
+        # Whatever decoding imports lazily (mmap for np.load, Pillow's plugins) is imported before
+        # giving up root: the checkout and its environment may be readable by root alone.
+        code = (
+            "import logging, mmap, os, sys, numpy as np\n"
+            "logging.basicConfig(level=logging.INFO)\n"
+            "from datasets.decoded_cache import decode_all\n"
+            "from datasets.images import load_resized, resize_fingerprint\n"
+            f"load_resized({str(image)!r}, (16, 16)), resize_fingerprint((16, 16))\n"
+            "if os.geteuid() == 0:\n"
+            "    os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+            f"read = decode_all([{str(image)!r}], (16, 16), {str(cache)!r}, progress=False)\n"
+            "print(int(read.pixels.sum()))\n")
+        result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert int(result.stdout) == int(np.asarray(first.pixels, np.int64).sum())
+        assert all(s.exists() for s in stale) and first.path.exists()
+        assert "left " in result.stderr and "Permission denied" in result.stderr
+    finally:
+        cache.chmod(0o755)
+        shutil.rmtree(folder)
