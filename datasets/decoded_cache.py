@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from datasets.derived_files import mark_used, prune
+from datasets.derived_files import DECODED, mark_used, prune
 from datasets.image_hash import difference_hash
 from datasets.images import DEFAULT_MAX_PIXELS, ImageError, load_resized, resize_fingerprint
 
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 2
 _CHUNK = 1024  # images in flight at once: bounds the memory of pending results
-_PREFIX = "decoded-"
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ def decode_all(paths: Sequence[Path], size: tuple[int, int], cache_dir: str | os
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     if not mark_used(array_path, meta_path):
         _build(paths, size, array_path, meta_path, threads or os.cpu_count() or 1, max_pixels, progress)
-    prune(cache_dir, _PREFIX)
+    prune(cache_dir, DECODED)
     meta = json.loads(meta_path.read_text())
     problems = tuple(meta["problems"])
     for problem in problems:
@@ -106,7 +105,7 @@ def _cache_key(paths: Sequence[Path], size: tuple[int, int]) -> str:
     digest = hashlib.sha256(f"v{_FORMAT_VERSION} {size[0]}x{size[1]} {resize}\n".encode())
     for path in paths:
         digest.update(file_fingerprint(path))
-    return f"{_PREFIX}{size[0]}x{size[1]}-{digest.hexdigest()[:20]}"
+    return f"{DECODED}{size[0]}x{size[1]}-{digest.hexdigest()[:20]}"
 
 
 def file_fingerprint(path: str | os.PathLike) -> bytes:

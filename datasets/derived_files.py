@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 KEEP = 3  # most recently used files of each kind: a retrain, the run before it and one more to compare
 RECENT_SECONDS = 3600
+PROJECTED = "run-features-"  # a run's projected features from the store (training/stored_features.py)
+DECODED = "decoded-"  # decoded pixels at the training size (datasets/decoded_cache.py)
+KINDS = {PROJECTED: "projected-feature sets", DECODED: "decoded image sets"}
 
 
 def mark_used(array_path: Path, meta_path: Path) -> bool:
@@ -66,3 +69,18 @@ def prune(cache_dir: Path, prefix: str, keep: int = KEEP, now: float | None = No
                  size / 1e6, time.strftime("%Y-%m-%d %H:%M", time.localtime(used)))
         removed.append(path)
     return removed
+
+
+def usage(cache_dir: Path) -> dict[str, dict[str, int]]:
+    """Per kind found in `cache_dir` (a `KINDS` prefix): how many files and their bytes (.json included)."""
+    found: dict[str, dict[str, int]] = {}
+    for prefix in KINDS:
+        for path in cache_dir.glob(f"{prefix}*.npy"):
+            try:
+                size = path.stat().st_size + path.with_suffix(".json").stat().st_size
+            except FileNotFoundError:  # half a pair: not read by any run, nor counted here
+                continue
+            entry = found.setdefault(prefix, {"files": 0, "bytes": 0})
+            entry["files"] += 1
+            entry["bytes"] += size
+    return found

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets.decoded_cache import decode_all
-from datasets.derived_files import KEEP, RECENT_SECONDS, prune
+from datasets.derived_files import KEEP, RECENT_SECONDS, prune, usage
 from datasets.images import load_resized
 from tests.conftest import REPO
 from tests.imagegen import style_image
@@ -51,6 +51,9 @@ def test_prune_keeps_the_most_recently_used_and_anything_used_within_the_hour(tm
     for array in (just_used, by_age[0], by_age[3], other_kind):
         assert array.exists() and array.with_suffix(".json").exists()
     assert in_flight.exists()
+    counted = usage(tmp_path)
+    assert {k: v["files"] for k, v in counted.items()} == {"run-features-": 3, "decoded-": 1}
+    assert counted["decoded-"]["bytes"] == other_kind.stat().st_size + 2  # and its "{}"
 
 
 def test_a_file_used_within_the_hour_is_spared_even_beyond_the_count(tmp_path):

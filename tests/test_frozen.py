@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from datasets.features.cli import main as features_cli
 from inference.bundle import Bundle
 from inference.runner import KerasRunner, LiteRTRunner
 from models.registry import create_backbone
@@ -65,7 +66,8 @@ def test_default_run_carves_validation_trains_frozen_heads_and_exports(frozen_ru
 
 
 
-def test_a_run_on_a_new_subset_encodes_nothing_and_the_cache_keeps_a_few_projected_sets(frozen_run, tmp_path):
+def test_a_run_on_a_new_subset_encodes_nothing_and_the_cache_keeps_a_few_projected_sets(frozen_run, tmp_path,
+                                                                                       capsys):
     """A retrain on a subset of stored images gathers its own projected features from the store;
     the cache folder removes projected sets no run used for long beyond the few most recent."""
     folder, paths, _ = frozen_run
@@ -93,6 +95,9 @@ def test_a_run_on_a_new_subset_encodes_nothing_and_the_cache_keeps_a_few_project
     # The default run's set, the subset's and the newest planted one: the two older planted ones go.
     assert len(left) == 3 and planted[2] in left and planted[0] not in left and planted[1] not in left
     assert f"removed {planted[0]}" in result.stderr
+    # What the store's stats say of them.
+    assert features_cli(["stats", "--store", str(cache / "store")]) == 0
+    assert f"beside it in {cache}: 3 projected-feature sets (" in capsys.readouterr().out
 
 def test_the_refit_goes_on_from_the_frozen_heads_for_a_third_of_the_epochs(frozen_run):
     folder, _, _ = frozen_run

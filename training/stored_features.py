@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from datasets.derived_files import mark_used, prune
+from datasets.derived_files import PROJECTED, mark_used, prune
 from datasets.features.digests import content_digests
 from datasets.features.encoders import EncoderSpec, encoder_key, ready_encoder
 from datasets.features.engines import encode_missing
@@ -46,7 +46,6 @@ from training.weights_identity import encoder_identity
 log = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
-_PREFIX = "run-features-"  # the files the cache folder keeps a few of (datasets/derived_files.py)
 
 
 def run_encoder(config: RunConfig, size: tuple[int, int]) -> EncoderSpec | None:
@@ -103,12 +102,12 @@ def _gather(store: FeatureStore, spec: EncoderSpec, backbone: keras.Model, diges
     key = hashlib.sha256(f"v{_FORMAT_VERSION} {spec.key} {projection_digest(backbone)}\n".encode())
     for digest in digests:
         key.update(f"{digest}\n".encode())
-    array_path = cache_dir / f"{_PREFIX}{key.hexdigest()[:20]}.npy"
+    array_path = cache_dir / f"{PROJECTED}{key.hexdigest()[:20]}.npy"
     meta_path = array_path.with_suffix(".json")
     if not mark_used(array_path, meta_path):
         _write_run_features(store, spec, backbone, digests, paths, array_path, meta_path)
         built = True
-    prune(cache_dir, _PREFIX)
+    prune(cache_dir, PROJECTED)
     meta = json.loads(meta_path.read_text())
     for problem in meta["problems"]:
         log.warning("skipped corrupt image: %s", problem)

@@ -17,6 +17,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from datasets.derived_files import KEEP, KINDS, usage
 from datasets.features.encoders import EncoderSpec
 from datasets.features.store import FeatureStore, StoreError
 
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "stats":
                 store.reconcile()
                 report = describe_encoders(store, store.stats())
+                report["beside"] = {"folder": str(root.parent), **usage(root.parent)}
             elif args.command == "verify":
                 report = verify(store)
             else:
@@ -145,6 +147,12 @@ def _print(report: dict) -> None:
             print(f"  {key}: {entry['images']} images ({entry['usable']} usable) in "
                   f"{entry.get('shards', 0)} shards, {entry.get('bytes', 0) / 1e6:.1f} MB, "
                   f"{entry.get('bytes_per_image', 0)} bytes/image; {entry.get('what', '')}, {resize}")
+        beside = {k: v for k, v in report.get("beside", {}).items() if k in KINDS}
+        if beside:  # a run's derived files in the cache folder that holds the store (runs/cache/)
+            sets = ", ".join(f"{v['files']} {KINDS[k]} ({v['bytes'] / 1e6:.1f} MB)"
+                             for k, v in beside.items())
+            print(f"beside it in {report['beside']['folder']}: {sets}; runs keep the {KEEP} most recently "
+                  "used of each kind and remove older ones")
     else:
         for entry in report.get("encoders_dropped", ()):
             print(f"encoder {entry['encoder']}: {entry['images_dropped']} images in "
