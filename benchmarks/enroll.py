@@ -156,6 +156,7 @@ def main() -> None:
     # from forks of their own title (which the enroll names to the user).
     alike = {t for pair in pairs for t in pair if pair & set(held)}
     apart = [i for i, r in enumerate(trained_test) if r["title"] not in alike]
+    rows_apart = [trained_test[i] for i in apart]
     rankings = {}
     of_new = [r for r in enrolled_test if r["author"] in new_authors]
     for ranking, f in finders.items():
@@ -165,7 +166,6 @@ def main() -> None:
         if f is finder:
             query_after = time.perf_counter() - start
         after = figures(trained_test, answered_after)
-        rows_apart = [trained_test[i] for i in apart]
         rankings[ranking] = {
             "trained_titles_before": before[ranking], "trained_titles_after": after,
             "trained_change": changes(after, before[ranking]),
