@@ -129,3 +129,18 @@ def test_a_cache_this_user_cannot_write_is_read_as_it_is(tmp_path):
     finally:
         cache.chmod(0o755)
         shutil.rmtree(folder)
+
+
+def test_a_kill_between_the_two_removals_leaves_a_set_that_is_decoded_again(tmp_path):
+    """Pruning removes the .json first: a kill -9 right after leaves a lone .npy, which no run reads
+    (it is decoded again to the same pixels, over it) and `usage` does not count."""
+    image = tmp_path / "img.png"
+    style_image(1, 2, 24).save(image)
+    cache = tmp_path / "cache"
+    first = decode_all([image], (16, 16), cache, progress=False)
+    first.path.with_suffix(".json").unlink()  # the state a kill between the two unlinks leaves
+    assert usage(cache) == {}
+    again = decode_all([image], (16, 16), cache, progress=False)
+    assert again.path == first.path and first.path.with_suffix(".json").exists()
+    np.testing.assert_array_equal(again.pixels[0], load_resized(image, (16, 16)))
+    assert usage(cache)["decoded-"]["files"] == 1
