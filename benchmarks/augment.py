@@ -17,7 +17,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from machine import machine  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -209,8 +209,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "augment",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": machine(),
         "labels": len(per_title),
         "images": len(titles),
         "per_label": args.per_label,

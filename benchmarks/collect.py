@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import platform
 import shutil
 import sqlite3
 import subprocess
@@ -32,6 +30,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from machine import machine  # noqa: E402
 
 from tests.fake_sites import FakeSites  # noqa: E402
 
@@ -142,7 +142,7 @@ def main() -> None:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(today)], check=False)
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps({"benchmark": "collect", "date": time.strftime("%Y-%m-%d %H:%M"),
-                      "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
+                      "machine": machine(),
                       "today": args.today, "site_latency_s": SITE_LATENCY, "cdn_latency_s": CDN_LATENCY,
                       "results": results}, indent=2))
 

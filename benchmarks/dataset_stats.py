@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import machine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,16 +55,11 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "dataset_stats",
         "data": str(args.data_dir),
-        "machine": {"cpus": _cpus(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": machine(),
         "repeats": args.repeats,
         "median_seconds": {k: round(statistics.median(v), 3) for k, v in times.items()},
         "output": outputs,
     }, indent=2))
-
-
-def _cpus() -> int:
-    import os
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 if __name__ == "__main__":

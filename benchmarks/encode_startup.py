@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from machine import machine  # noqa: E402
 from scale_encoding import SIZE, converted_encoder, fresh_store, manifest_paths  # noqa: E402
 from scale_store import encode_command  # noqa: E402
 from scale_synthetic import status_kb  # noqa: E402
@@ -102,7 +103,7 @@ def main() -> None:
                                          "median_peak_rss_mb": round(statistics.median(m for _, m in runs)),
                                          "rounds": [[round(s, 2), round(m)] for s, m in runs]}
     print(json.dumps({"benchmark": "encode_startup", "date": time.strftime("%Y-%m-%d %H:%M"),
-                      "machine": {"cpus": len(os.sched_getaffinity(0)), "size": list(SIZE)},
+                      "machine": machine(size=list(SIZE)),
                       "data": str(args.data_dir), "stored_images": len(stored), "new_images": len(new),
                       "baseline_rev": args.baseline_rev, "results": results}, indent=2))
 

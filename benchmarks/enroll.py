@@ -26,7 +26,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from machine import machine  # noqa: E402
 
 from inference.enrollment import EnrollImage, enroll  # noqa: E402
 from inference.query import RANKINGS, StyleFinder  # noqa: E402
@@ -188,7 +189,7 @@ def main() -> None:
         "benchmark": "enroll",
         "dataset": args.data_dir.name,
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
+        "machine": machine(),
         "held_out_titles": held, "new_authors": sorted(new_authors), "settings": args.set,
         "train_seconds": round(train_seconds, 1),
         "enroll": {"images": report.images, "seconds": round(enroll_seconds, 2),

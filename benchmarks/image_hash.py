@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,6 +23,8 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from machine import machine  # noqa: E402
 
 import datasets.image_hash as image_hash  # noqa: E402
 from datasets.images import resize_fingerprint  # noqa: E402
@@ -73,8 +73,7 @@ def main() -> None:
                      "same_as_256_rows": same_as_old, "same_as_pillow": pillow_hash(pixels) == ours})
     print(json.dumps({
         "benchmark": "image_hash", "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-                    "pillow": PIL.__version__},
+        "machine": machine(pillow=PIL.__version__),
         "block_pixels": block, "difference_hash": rows,
         "resize_fingerprint_320_ms": round(fingerprint_ms, 1),
     }, indent=1))

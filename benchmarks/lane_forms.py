@@ -34,6 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from machine import machine  # noqa: E402
 from scale_encoding import SIZE, converted_encoder, fresh_store, manifest_paths, timed_store_run  # noqa: E402
 
 from datasets.features.digests import content_digests  # noqa: E402
@@ -189,7 +190,7 @@ def main() -> None:
         results["process_engine"] = compare_engines(spec, paths, args.work, args.rounds)
     shutil.rmtree(args.work / "lane-forms-store", ignore_errors=True)
     print(json.dumps({"benchmark": "lane_forms", "date": time.strftime("%Y-%m-%d %H:%M"),
-                      "machine": {"cpus": len(os.sched_getaffinity(0)), "size": list(SIZE)},
+                      "machine": machine(size=list(SIZE)),
                       "data": str(args.data_dir), "results": results}, indent=2))
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +25,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from machine import machine  # noqa: E402
 
 from inference.query import DEMO_BUNDLE, StyleFinder  # noqa: E402
 from inference.search import ApproximateIndex, ExactIndex  # noqa: E402
@@ -130,8 +130,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "query",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-                    "processor": platform.processor() or platform.machine()},
+        "machine": machine(),
         "bundle": {"path": str(args.bundle), "image_size": list(size), "titles": len(finder.bundle.titles),
                    "embedding_dim": int(finder.bundle.title_embeddings.shape[1]),
                    "tflite_bytes": sum(p.stat().st_size for p in finder.bundle.litert_files())},

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import platform
 import socket
 import subprocess
 import sys
@@ -30,6 +28,7 @@ from contextlib import closing
 from pathlib import Path
 
 import numpy as np
+from machine import machine
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_BUNDLE = REPO / "inference" / "demo_bundle"
@@ -175,7 +174,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "serve",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
+        "machine": machine(),
         "image": str(args.image.relative_to(REPO)) if args.image.is_relative_to(REPO) else str(args.image),
         "results": results,
     }, indent=2))

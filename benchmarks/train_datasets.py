@@ -21,12 +21,13 @@ import argparse
 import csv
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import machine
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT_SCRIPT = REPO.parent / "shared" / "data" / "split_by_name.py"
@@ -139,8 +140,7 @@ def main() -> None:
         "benchmark": "train_datasets",
         "dataset": args.data_dir.name,
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-                    "processor": platform.processor() or platform.machine()},
+        "machine": machine(),
         "split": "split_by_name.py (seed 7, 20% of names in test); validation "
                  + ("a tenth of the training names" if args.val_from_names else "carved by the trainer"),
         "results": results,

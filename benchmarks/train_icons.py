@@ -18,12 +18,13 @@ import argparse
 import csv
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import machine
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT_SCRIPT = REPO.parent / "shared" / "data" / "split_by_name.py"
@@ -128,7 +129,7 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "train_icons",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
+        "machine": machine(),
         "split": "split_by_name.py (seed 7, 20% of icon names in test); 10% of training names as val"
                  + (", also trained on" if args.fit_includes_val else ""),
         "results": results,

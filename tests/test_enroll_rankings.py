@@ -117,9 +117,10 @@ def test_both_sides_of_the_relu_score_the_mean_of_the_two_cosines():
         benchmark.layer_rows({"head_hidden": np.abs(hidden)}, benchmark.BOTH_SIDES)
 
 
-def test_the_enroll_benchmark_counts_trained_images_taken_by_enrolled_forks():
+def test_the_enroll_benchmark_counts_trained_images_taken_by_enrolled_forks(monkeypatch):
     """Only images right before and named an enrolled title after count; of those, the ones
     named a look-alike the enroll reported for their own title."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # as when it runs: its siblings importable
     path = REPO / "benchmarks" / "enroll.py"
     spec = importlib.util.spec_from_file_location("enroll_benchmark", path)
     benchmark = importlib.util.module_from_spec(spec)
