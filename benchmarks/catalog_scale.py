@@ -1,6 +1,6 @@
 """The feature store at catalog scale, each figure beside today's path in the same run; prints JSON.
 
-usage: python benchmarks/catalog_scale.py DATA_DIR [--images 1024] [--work DIR]
+usage: python benchmarks/catalog_scale.py DATA_DIR [--images 1024] [--work DIR] [--throughput-rounds 3]
                                           [--parts throughput,incremental,kill,ray,ray-cluster,synthetic,
                                                    queries,stored-queries,digests,one-lane]
                                           [--synthetic-images 100000,1000000] [--synthetic-dim 1024]
@@ -9,7 +9,8 @@ DATA_DIR is an image dataset with manifest.csv (`../shared/data/icon_themes.py`)
 - throughput: frozen encoding end to end (decoding included) of the first --images images at the
   default 320 px: today's path (`training.feature_cache.encode_all`, the Keras backbone), the store's
   local engine (LiteRT, a fresh store), and the bare LiteRT network on images decoded beforehand
-  (just before and just after the store's run, at the mean of the two).
+  (just before and just after the store's run, at the mean of the two); --throughput-rounds rounds
+  of the three in turn, each round's ratios in its own window, reported with their medians.
 - incremental: the store then gains 1% new images (encodes only those), and a new subset of stored
   images (encodes none).
 - kill: `python -m training.encode` killed with SIGKILL when half the shards are written, then rerun:
@@ -39,8 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -50,6 +49,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from machine import machine  # noqa: E402
 from scale_encoding import converted_encoder, digest_rates, manifest_paths, one_lane_writes, throughput  # noqa: E402
 from scale_queries import catalog_queries, stored_queries  # noqa: E402
 from scale_store import incremental, kill_and_rerun, ray_cluster, ray_engine  # noqa: E402
@@ -70,7 +70,7 @@ def image_parts(args: argparse.Namespace, parts: set[str]) -> dict:
     spec, convert_seconds = converted_encoder(args.work / "encoder", paths)
     results = {"encoder": spec.key, "encoder_dim": spec.dim, "convert_seconds": round(convert_seconds, 1)}
     if "throughput" in parts:
-        results["throughput"] = throughput(paths, spec, args.work)
+        results["throughput"] = throughput(paths, spec, args.work, args.throughput_rounds)
     if "incremental" in parts:
         results["incremental"] = incremental(all_paths, args.images, spec, args.work)
     if "kill" in parts:
@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--work", type=Path, default=Path("data/bench-catalog"))
+    parser.add_argument("--throughput-rounds", type=int, default=3)
     parser.add_argument("--parts", default="throughput,incremental,kill,ray,ray-cluster,synthetic,queries")
     parser.add_argument("--synthetic-images", default="100000,1000000")
     parser.add_argument("--synthetic-dim", type=int, default=1024)
@@ -122,11 +123,7 @@ def main() -> None:
             {
                 "benchmark": "catalog_scale",
                 "date": time.strftime("%Y-%m-%d %H:%M"),
-                "machine": {
-                    "cpus": len(os.sched_getaffinity(0)),
-                    "python": platform.python_version(),
-                    "processor": platform.processor() or platform.machine(),
-                },
+                "machine": machine(),
                 "data": str(args.data_dir),
                 "results": results,
             },

@@ -58,17 +58,38 @@ def timed_store_run(spec, paths, engine="local", workers=None):
     return report, time.perf_counter() - start
 
 
-def throughput(paths: list[Path], spec, work: Path) -> dict:
+def throughput(paths: list[Path], spec, work: Path, rounds: int = 3) -> dict:
+    """Today's path, the store and the bare network in `rounds` alternating rounds; each round's
+    ratios come from one window of minutes, and the run reports their medians beside every round."""
     from training.config import ModelConfig
-    from training.feature_cache import encode_all
     from training.model_setup import build_backbone
 
     keras_backbone = build_backbone(ModelConfig(), SIZE)
-    shutil.rmtree(work / "today-cache", ignore_errors=True)  # a rerun in the same --work must encode again
+    decoded = np.stack([load_resized(p, SIZE) for p in paths[:BARE_IMAGES]])
+    done = [_throughput_round(paths, spec, work, keras_backbone, decoded) for _ in range(rounds)]
+    median = {k: float(np.median([r[k] for r in done])) for k in ("speedup_vs_today", "share_of_bare",
+                                                                      "bare_vs_today")}
+    return {
+        "images": len(paths),
+        "rounds": rounds,
+        # Each round's ratios are taken in its own window, then the medians; a lone round's can
+        # swing by several % with this machine's drift (the bare network by 11% within a minute).
+        **{k: round(v, 3 if k == "share_of_bare" else 2) for k, v in median.items()},
+        **{k: round(float(np.median([r[k] for r in done])), 2)
+           for k in ("today_img_per_s", "store_img_per_s", "bare_img_per_s")},
+        "both_targets_in_rounds": sum(r["speedup_vs_today"] >= 2.5 and r["share_of_bare"] >= 0.85
+                                      for r in done),
+        "by_round": [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in done],
+    }
+
+
+def _throughput_round(paths: list[Path], spec, work: Path, keras_backbone, decoded: np.ndarray) -> dict:
+    from training.feature_cache import encode_all
+
+    shutil.rmtree(work / "today-cache", ignore_errors=True)  # every round encodes again
     start = time.perf_counter()
     encode_all(paths, SIZE, keras_backbone, "benchmark", work / "today-cache", progress=False)
     today = time.perf_counter() - start
-    decoded = np.stack([load_resized(p, SIZE) for p in paths[:BARE_IMAGES]])
     # The bare network is measured just before and just after the store's run, and each way of
     # running it counts at the mean of the two: this machine's speed drifts by a few % over minutes.
     before = bare_network_rates(spec, decoded)
@@ -78,18 +99,15 @@ def throughput(paths: list[Path], spec, work: Path) -> dict:
     bare_rates = {k: (before[k] + after[k]) / 2 for k in before}
     fastest = max(bare_rates, key=bare_rates.get)
     bare = bare_rates[fastest]
-    rates = {
-        "today_img_per_s": len(paths) / today,
-        "store_img_per_s": len(paths) / new,
-        "bare_img_per_s": bare,
-    }
+    today_rate, store_rate = len(paths) / today, len(paths) / new
     return {
-        "images": len(paths),
-        **{k: round(v, 2) for k, v in rates.items()},
-        "speedup_vs_today": round(rates["store_img_per_s"] / rates["today_img_per_s"], 2),
-        "share_of_bare": round(rates["store_img_per_s"] / bare, 3),
-        # speedup = share x this: both targets (2.5x, share 0.85) can hold in a run only where it is >= 2.94
-        "bare_vs_today": round(bare / rates["today_img_per_s"], 2),
+        "today_img_per_s": today_rate,
+        "store_img_per_s": store_rate,
+        "bare_img_per_s": bare,
+        "speedup_vs_today": store_rate / today_rate,
+        "share_of_bare": store_rate / bare,
+        # speedup = share x this: both targets (2.5x, share 0.85) can hold only where it is >= 2.94
+        "bare_vs_today": bare / today_rate,
         "bare_img_per_s_by_runtime": {k: round(v, 2) for k, v in bare_rates.items()},
         "fastest_bare_before_and_after_store": [round(before[fastest], 2), round(after[fastest], 2)],
         "store_encoded": report.images_encoded,
