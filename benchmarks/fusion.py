@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import machine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def main() -> int:
     out["fused_minus_best_single"] = round(both["fused_macro_map"] - max(both["image_macro_map"],
                                                                          both["text_macro_map"]), 4)
     out["fusion_on_validation"] = fusion
-    out["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    out["machine"] = machine()
     out["date"] = time.strftime("%Y-%m-%d")
     print(json.dumps(out, indent=1))
     return 0

@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -36,6 +34,8 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from machine import machine  # noqa: E402
 
 
 def collage(images: list[Image.Image], columns: int) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "single_called_mixed": round(mixed["single"] / max(counts["single"], 1), 4),
         "explain_seconds_per_image_median": round(float(np.median(seconds)), 3),
         "explain_seconds_per_image_p90": round(float(np.percentile(seconds, 90)), 3),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
     }
     print(json.dumps(out, indent=1))

@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -33,6 +31,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from machine import machine  # noqa: E402
 
 FIGURES = ("macro_map", "micro_map", "p_at_1", "micro_f1", "macro_f1")
 
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.keras:
         # The same features through a Keras layer against the shipped linear layer: ships only at >= 0.95.
         out["keras_vs_shipped_macro_map"] = round(out["keras_macro_map"] / max(out["macro_map"], 1e-9), 3)
-    out["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    out["machine"] = machine()
     out["date"] = time.strftime("%Y-%m-%d")
     print(json.dumps(out, indent=1))
     return 0
