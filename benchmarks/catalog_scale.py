@@ -99,6 +99,8 @@ def main() -> None:
     parser.add_argument("--query-titles", type=int, default=10_000)
     parser.add_argument("--query-exemplars", type=int, default=1_000_000)
     args = parser.parse_args()
+    if args.throughput_rounds < 1:
+        sys.exit(f"error: --throughput-rounds {args.throughput_rounds}: at least one round is needed")
     parts = set(args.parts.split(","))
     results: dict = {}
     if parts & {"throughput", "incremental", "kill", "one-lane", "ray", "ray-cluster"}:

@@ -82,3 +82,14 @@ def test_image_hash_benchmark_times_each_shape_against_its_baselines():
     assert [r["shape"] for r in rows] == ["320x320", "800x600", "1000x1400", "4000x3000"]
     assert all(r["same_as_256_rows"] and r["ms"] > 0 and r["ms_pillow"] > 0 for r in rows)
     assert figures["resize_fingerprint_320_ms"] > 0
+
+
+def test_catalog_scale_refuses_zero_throughput_rounds_in_one_line(tmp_path):
+    """No median of no rounds: one line naming the option, before any work starts."""
+    command = [sys.executable, str(REPO / "benchmarks" / "catalog_scale.py"), str(tmp_path), "--work",
+               str(tmp_path / "work"), "--parts", "throughput", "--throughput-rounds", "0"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["error: --throughput-rounds 0: at least one round is needed"]
+    assert not (tmp_path / "work").exists()
