@@ -12,7 +12,7 @@ import os
 import platform
 from pathlib import Path
 
-# Vector instructions that change how fast TensorFlow, XNNPACK and BLAS run, widest last.
+# Vector instructions that change how fast TensorFlow, XNNPACK and BLAS run: x86's, then Arm's.
 VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "asimd", "sve")
 
 

@@ -73,7 +73,7 @@ def throughput(paths: list[Path], spec, work: Path, rounds: int = 3) -> dict:
         "images": len(paths),
         "rounds": rounds,
         # Each round's ratios are taken in its own window, then the medians; a lone round's can
-        # swing by several % with this machine's drift (the bare network by 11% within a minute).
+        # swing with this machine's drift (the bare network by 40% within one round, 93 to 131 img/s).
         **{k: round(v, 3 if k == "share_of_bare" else 2) for k, v in median.items()},
         **{k: round(float(np.median([r[k] for r in done])), 2)
            for k in ("today_img_per_s", "store_img_per_s", "bare_img_per_s")},

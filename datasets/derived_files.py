@@ -55,9 +55,10 @@ def prune(cache_dir: Path, prefix: str, keep: int = KEEP, now: float | None = No
     for used, path in arrays[keep:]:
         try:
             # Read again just before removing: a run may have reused it since the listing.
-            if now - path.stat().st_mtime < RECENT_SECONDS:
+            status = path.stat()
+            if now - status.st_mtime < RECENT_SECONDS:
                 continue
-            size = path.stat().st_size
+            size = status.st_size
             path.with_suffix(".json").unlink(missing_ok=True)  # first: without it the .npy is never read
             path.unlink()
         except FileNotFoundError:
